@@ -1,0 +1,309 @@
+"""Site configuration: one TOML file → frozen, validated objects.
+
+Every problem in the file is reported at once (`ConfigError.problems`), each as
+`FILE:LINE: key.path: what is wrong (got VALUE)`; the CLI prints them and exits with status 2.
+The full key reference is in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeagent.configcheck import Checker, KeyLines
+from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
+
+EXIT_CONFIG = 2
+"""Exit status for a configuration error; the systemd unit does not restart on it."""
+
+NAME_RE = r"[A-Za-z][A-Za-z0-9_\-]{0,63}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    site_id: str
+    node_id: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanConfig:
+    period_s: float
+    history_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str  # "auto" | "json" | "console"
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusLink:
+    """How to reach a Modbus device: TCP (host, port) or RTU (serial port settings)."""
+
+    transport: str  # "tcp" | "rtu"
+    host: str
+    port: int
+    serial_port: str
+    baudrate: int
+    parity: str
+    stopbits: int
+    bytesize: int
+    unit_id: int
+
+    def describe(self) -> str:
+        if self.transport == "tcp":
+            return f"{self.host}:{self.port} unit {self.unit_id}"
+        return f"{self.serial_port}@{self.baudrate} unit {self.unit_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SunSpecPointRef:
+    """A SunSpec point named by model and point ("203.W"), resolved after discovery."""
+
+    ref: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """A Modbus device. `kind` "modbus" has `registers`; "sunspec" has `sunspec_points`."""
+
+    name: str
+    kind: str
+    link: ModbusLink
+    poll_s: float
+    timeout_s: float
+    min_gap_s: float
+    max_age_s: float
+    registers: tuple[RegisterPoint, ...]
+    sunspec_points: tuple[SunSpecPointRef, ...]
+    sunspec_bases: tuple[int, ...]
+
+    def point_names(self) -> list[str]:
+        local = [p.name for p in self.registers] + [p.name for p in self.sunspec_points]
+        return [f"{self.name}.{n}" for n in local]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    sha256: str
+    site: SiteConfig
+    scan: ScanConfig
+    state_dir: str
+    log: LogConfig
+    devices: tuple[DeviceConfig, ...]
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file. Raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    return parse(text, str(path), hashlib.sha256(raw).hexdigest())
+
+
+def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_error(filename, exc)]) from None
+    c = Checker(filename, KeyLines(text))
+    c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices"])
+    site = _site(c, c.table(doc, "site", ""))
+    scan = _scan(c, c.table(doc, "scan", ""))
+    storage = c.table(doc, "storage", "")
+    c.only_keys(storage, "storage", ["dir"])
+    state_dir = c.string(storage, "dir", "storage", default="/var/lib/edgeagent")
+    log = c.table(doc, "log", "")
+    c.only_keys(log, "log", ["format", "level"])
+    log_cfg = LogConfig(
+        c.string(log, "format", "log", default="auto", choices=["auto", "json", "console"]),
+        c.string(log, "level", "log", default="info", choices=["debug", "info", "warning", "error"]),
+    )
+    devices_t = c.table(doc, "devices", "")
+    devices = tuple(_device(c, name, t) for name, t in devices_t.items() if _is_table(c, t, f"devices.{name}"))
+    if not devices_t:
+        c.error("devices", "at least one device is required")
+    _check_unique_points(c, devices)
+    if c.problems:
+        raise ConfigError(c.format())
+    return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
+                  state_dir, log_cfg, devices)
+
+
+def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
+    line = getattr(exc, "lineno", None)
+    message = str(getattr(exc, "msg", exc))
+    if line is None:  # Python < 3.14 keeps the position only in the text
+        m = re.search(r"\(at line (\d+), column \d+\)", message)
+        if m:
+            line = int(m.group(1))
+            message = message[: m.start()].strip()
+    return f"{filename}:{line}: TOML syntax error: {message}" if line else f"{filename}: TOML syntax error: {message}"
+
+
+def _is_table(c: Checker, value: Any, path: str) -> bool:
+    if isinstance(value, dict):
+        return True
+    c.error(path, "must be a table", value)
+    return False
+
+
+def _site(c: Checker, t: dict[str, Any]) -> SiteConfig:
+    c.only_keys(t, "site", ["id", "node", "timezone"])
+    tz = c.string(t, "timezone", "site", default="UTC")
+    if tz:
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            c.error("site.timezone", "unknown time zone (use an IANA name such as Europe/Berlin)", tz)
+    return SiteConfig(c.string(t, "id", "site", pattern=NAME_RE), c.string(t, "node", "site", pattern=NAME_RE), tz)
+
+
+def _scan(c: Checker, t: dict[str, Any]) -> ScanConfig:
+    c.only_keys(t, "scan", ["period_ms", "history_len"])
+    period_ms = c.number(t, "period_ms", "scan", default=100, minimum=10, maximum=10_000)
+    history = c.integer(t, "history_len", "scan", default=600, minimum=1, maximum=1_000_000)
+    return ScanConfig(period_ms / 1000.0, history)
+
+
+_DEVICE_KEYS = ["kind", "transport", "host", "port", "serial_port", "baudrate", "parity", "stopbits",
+                "bytesize", "unit_id", "poll_ms", "timeout_ms", "min_gap_ms", "max_age_ms", "points",
+                "sunspec_bases"]
+
+
+def _device(c: Checker, name: str, t: dict[str, Any]) -> DeviceConfig:
+    path = f"devices.{name}"
+    if not re.fullmatch(NAME_RE, name):
+        c.error(path, f"device name must match {NAME_RE}", name)
+    c.only_keys(t, path, _DEVICE_KEYS)
+    kind = c.string(t, "kind", path, choices=["modbus", "sunspec"])
+    transport = c.string(t, "transport", path, default="tcp", choices=["tcp", "rtu"])
+    link = ModbusLink(
+        transport=transport,
+        host=c.string(t, "host", path) if transport == "tcp" else c.string(t, "host", path, default=""),
+        port=c.integer(t, "port", path, default=502, minimum=1, maximum=65535),
+        serial_port=c.string(t, "serial_port", path) if transport == "rtu" else
+        c.string(t, "serial_port", path, default=""),
+        baudrate=c.integer(t, "baudrate", path, default=9600, minimum=300, maximum=921_600),
+        parity=c.string(t, "parity", path, default="N", choices=["N", "E", "O"]),
+        stopbits=c.integer(t, "stopbits", path, default=1, minimum=1, maximum=2),
+        bytesize=c.integer(t, "bytesize", path, default=8, minimum=7, maximum=8),
+        unit_id=c.integer(t, "unit_id", path, default=1, minimum=0, maximum=247),
+    )
+    poll_s = c.number(t, "poll_ms", path, default=1000, minimum=10, maximum=3_600_000) / 1000
+    timeout_s = c.number(t, "timeout_ms", path, default=1000, minimum=10, maximum=60_000) / 1000
+    min_gap_s = c.number(t, "min_gap_ms", path, default=0, minimum=0, maximum=10_000) / 1000
+    max_age_s = c.number(t, "max_age_ms", path, default=(3 * poll_s + timeout_s) * 1000,
+                         minimum=10, maximum=86_400_000) / 1000
+    if max_age_s < poll_s:
+        c.error(f"{path}.max_age_ms", "must be at least poll_ms, or every point would always be stale",
+                int(max_age_s * 1000))
+    bases = tuple(_int_list(c, t, "sunspec_bases", path, default=[40000, 0, 50000]))
+    if kind == "sunspec" and "sunspec_bases" not in t:
+        bases = (40000, 0, 50000)
+    raw_points = t.get("points")
+    if not isinstance(raw_points, list) or not raw_points:
+        c.error(f"{path}.points", "must be a non-empty list of points", raw_points)
+        raw_points = []
+    registers: tuple[RegisterPoint, ...] = ()
+    refs: tuple[SunSpecPointRef, ...] = ()
+    if kind == "modbus":
+        registers = tuple(p for i, e in enumerate(raw_points) if (p := _register(c, e, f"{path}.points[{i}]")))
+    elif kind == "sunspec":
+        refs = tuple(r for i, e in enumerate(raw_points) if (r := _sunspec_ref(c, e, f"{path}.points[{i}]")))
+    return DeviceConfig(name, kind, link, poll_s, timeout_s, min_gap_s, max_age_s, registers, refs, bases)
+
+
+def _int_list(c: Checker, t: dict[str, Any], key: str, path: str, default: list[int]) -> list[int]:
+    value = t.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(v, int) and 0 <= v <= 65535 for v in value):
+        c.error(f"{path}.{key}", "must be a list of register addresses 0-65535", value)
+        return default
+    return value
+
+
+_POINT_NAME = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+
+
+def _sunspec_ref(c: Checker, entry: Any, path: str) -> SunSpecPointRef | None:
+    if isinstance(entry, str):
+        entry = {"ref": entry}
+    if not isinstance(entry, dict):
+        c.error(path, 'must be "MODEL.POINT" or a table {ref = "MODEL.POINT", name = "..."}', entry)
+        return None
+    c.only_keys(entry, path, ["ref", "name"])
+    ref = c.string(entry, "ref", path, pattern=r"[A-Za-z0-9_]+(#\d+)?\.[A-Za-z0-9_.\[\]]+")
+    if not ref:
+        return None
+    default_name = ref.split(".", 1)[-1].replace(".", "_").replace("[", "_").replace("]", "")
+    name = c.string(entry, "name", path, default=default_name, pattern=_POINT_NAME)
+    return SunSpecPointRef(ref, name)
+
+
+_REGISTER_KEYS = ["name", "address", "type", "size", "table", "word_order", "scale", "sf_address",
+                  "unit", "writable"]
+
+
+def _register(c: Checker, entry: Any, path: str) -> RegisterPoint | None:
+    if not isinstance(entry, dict):
+        c.error(path, "must be a table with name, address and type", entry)
+        return None
+    c.only_keys(entry, path, _REGISTER_KEYS)
+    types = [t.value for t in RegType if t not in (RegType.PAD,)]
+    rtype = c.string(entry, "type", path, default="uint16", choices=types)
+    size_default = RegType(rtype).size if rtype in types else 1
+    size = c.integer(entry, "size", path, default=size_default, minimum=1, maximum=125)
+    if rtype in types and rtype != "string" and size != RegType(rtype).size:
+        c.error(f"{path}.size", f"type {rtype} uses {RegType(rtype).size} register(s)", size)
+    sf_address = entry.get("sf_address")
+    if sf_address is not None:
+        sf_address = c.integer(entry, "sf_address", path, minimum=0, maximum=65535)
+    point = RegisterPoint(
+        name=c.string(entry, "name", path, pattern=_POINT_NAME),
+        address=c.integer(entry, "address", path, minimum=0, maximum=65535),
+        type=RegType(rtype) if rtype in types else RegType.UINT16,
+        size=size,
+        unit=c.string(entry, "unit", path, default=""),
+        table=Table(c.string(entry, "table", path, default="holding", choices=["holding", "input"]) or "holding"),
+        word_order=WordOrder(c.string(entry, "word_order", path, default="big", choices=["big", "little"]) or "big"),
+        scale=c.number(entry, "scale", path, default=1.0),
+        sf_address=sf_address,
+        writable=c.boolean(entry, "writable", path, default=False),
+    )
+    if point.writable and point.table is Table.INPUT:
+        c.error(f"{path}.writable", "input registers are read-only; use table = \"holding\"", True)
+    if point.address <= 65535 and point.address + point.size > 65536:
+        c.error(f"{path}.address", "point runs past register 65535", point.address)
+    return point
+
+
+def _check_unique_points(c: Checker, devices: tuple[DeviceConfig, ...]) -> None:
+    for d in devices:
+        seen: dict[str, int] = {}
+        names = [p.name for p in d.registers] + [p.name for p in d.sunspec_points]
+        for i, n in enumerate(names):
+            if n in seen:
+                c.error(f"devices.{d.name}.points[{i}]",
+                        f"point name '{n}' is already used by points[{seen[n]}]; give one a distinct name")
+            seen.setdefault(n, i)

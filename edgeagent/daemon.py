@@ -1,0 +1,156 @@
+"""Wiring and supervision: field adapters, the scan cycle, systemd notify, orderly shutdown.
+
+One `asyncio.TaskGroup` holds every task; nothing runs outside it, so nothing is orphaned. A
+field adapter never takes the daemon down (it is restarted by `supervise`), but a failure of the
+cycle itself does: better systemd restarts us than the plant runs without interlocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from edgeagent import __version__
+from edgeagent.config import Config
+from edgeagent.cycle import Command, CycleRecord, ScanCycle
+from edgeagent.field.modbus import ModbusDevice
+from edgeagent.image import PointSpec, ProcessImage, Quality
+from edgeagent.notify import Notifier
+
+log = structlog.get_logger("edgeagent.daemon")
+
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A one-glance summary, for STATUS= and the terminal."""
+
+    devices_online: int
+    devices: int
+    points_good: int
+    points: int
+    cycles: int
+    overruns: int
+
+    def line(self) -> str:
+        return (f"devices {self.devices_online}/{self.devices} online, points {self.points_good}/"
+                f"{self.points} good, cycles {self.cycles}, overruns {self.overruns}")
+
+
+class Daemon:
+    def __init__(self, cfg: Config, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        specs = [PointSpec(name, "", d.max_age_s) for d in cfg.devices for name in d.point_names()]
+        self.image = ProcessImage(specs, history_len=cfg.scan.history_len)
+        self.devices = {d.name: ModbusDevice(d, self.image) for d in cfg.devices}
+        self.cycle = ScanCycle(self.image, cfg.scan.period_s, write=self._route, on_cycle=self._on_cycle)
+        self.started_mono = time.monotonic()
+        self.stop_event = asyncio.Event()
+        self._watchdog_every_s = min(1.0, self.notifier.watchdog_interval_s() or 1.0)
+        self._last_watchdog = 0.0
+        self._unroutable: set[str] = set()
+
+    def _route(self, command: Command) -> None:
+        device = self.devices.get(command.device)
+        if device is None:
+            if command.device not in self._unroutable:
+                self._unroutable.add(command.device)
+                log.error("cycle.unroutable_command", device=command.device, point=command.point)
+            return
+        device.submit(command)
+
+    def _on_cycle(self, record: CycleRecord) -> None:
+        # The watchdog is fed from the cycle only: if the cycle stalls, systemd restarts us.
+        if record.t_mono - self._last_watchdog >= self._watchdog_every_s:
+            self._last_watchdog = record.t_mono
+            self.notifier.watchdog()
+
+    def health(self) -> Health:
+        snap = self.image.snapshot()
+        return Health(
+            devices_online=sum(d.online for d in self.devices.values()),
+            devices=len(self.devices),
+            points_good=sum(v.quality is Quality.GOOD for v in snap.values()),
+            points=len(snap),
+            cycles=self.cycle.stats.cycles,
+            overruns=self.cycle.stats.overruns,
+        )
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    async def run(self, extra_tasks: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()) -> None:
+        """Run until `request_stop()` (or SIGTERM/SIGINT when installed by `serve`)."""
+        log.info("daemon.starting", version=__version__, config=self.cfg.path,
+                 config_sha256=self.cfg.sha256[:12], site=self.cfg.site.site_id, node=self.cfg.site.node_id,
+                 devices=len(self.devices), period_ms=self.cfg.scan.period_s * 1000)
+        tasks: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as tg:
+            for name, device in self.devices.items():
+                tasks.append(tg.create_task(device.run(), name=f"device:{name}"))
+            tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
+            tasks.append(tg.create_task(self._status_loop(), name="status"))
+            for factory in extra_tasks:
+                tasks.append(tg.create_task(factory(), name="extra"))
+            self.notifier.ready(f"running: {self.health().line()}")
+            log.info("daemon.ready")
+            await self.stop_event.wait()
+            log.info("daemon.stopping")
+            self.notifier.stopping()
+            for task in tasks:
+                task.cancel()
+        log.info("daemon.stopped", **self.cycle_summary())
+
+    async def _status_loop(self) -> None:
+        last = ""
+        while True:
+            line = self.health().line()
+            if line != last:
+                self.notifier.status(line)
+                last = line
+            await asyncio.sleep(5.0)
+
+    def cycle_summary(self) -> dict[str, float | int]:
+        stats = self.cycle.stats
+        durations = sorted(stats.durations_s) or [0.0]
+        return {
+            "cycles": stats.cycles,
+            "overruns": stats.overruns,
+            "missed_periods": stats.missed_periods,
+            "phase_faults": stats.phase_faults,
+            "cycle_median_ms": round(durations[len(durations) // 2] * 1000, 3),
+            "cycle_max_ms": round(stats.max_duration_s * 1000, 3),
+        }
+
+
+async def serve(daemon: Daemon) -> None:
+    """Run the daemon with signal handling and a bounded shutdown."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    run = asyncio.create_task(daemon.run(), name="daemon")
+    stop = asyncio.create_task(daemon.stop_event.wait(), name="stop")
+    try:
+        await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            try:
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                    await run
+            except TimeoutError:
+                log.error("daemon.shutdown_timeout", timeout_s=SHUTDOWN_TIMEOUT_S)
+        else:
+            run.result()
+    finally:
+        stop.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,217 @@
+"""`edgeagent demo`: the HIL plant and the daemon together on loopback, with a live view.
+
+The plant runs as its own process (`python -m hil serve`), exactly as a bench would run it, so
+the daemon reads it over real Modbus TCP and the two never share code or an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import IO, Any
+
+from edgeagent import config, logs
+from edgeagent.daemon import Daemon
+from edgeagent.image import Quality
+from edgeagent.view import format_value, render
+
+PLANT_START_TIMEOUT_S = 30.0
+
+
+class DemoError(Exception):
+    """A problem starting the demo, explained for the user (exit status 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: bool,
+             state_dir: Path | None) -> int:
+    if duration_s is not None and duration_s <= 0:
+        print("--duration must be positive", file=sys.stderr)
+        return 2
+    if speed <= 0:
+        print("--speed must be positive", file=sys.stderr)
+        return 2
+    kept = state_dir is not None
+    with contextlib.ExitStack() as stack:
+        if state_dir is None:
+            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeagent-demo-")))
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            log_file = stack.enter_context(open(state_dir / "edgeagent.log", "a", encoding="utf-8"))
+        except OSError as exc:
+            print(f"cannot use state directory {state_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        logs.configure("json", "info", stream=log_file)
+        try:
+            summary = asyncio.run(_demo(scenario, duration_s, speed, state_dir, as_json))
+        except DemoError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
+        _print_summary(summary, as_json, state_dir if kept else None)
+        return 0 if summary["passed"] else 1
+
+
+async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir: Path,
+                as_json: bool) -> dict[str, Any]:
+    hil_log = open(state_dir / "hil.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hil", "serve", "--scenario", scenario, "--speed", str(speed),
+        "--host", "127.0.0.1", "--port-base", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        ready = await _wait_ready(proc, hil_log)
+        cfg = _demo_config(ready, state_dir)
+        daemon = Daemon(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.request_stop)
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(daemon.run())
+            tg.create_task(_view_loop(daemon, ready, duration_s, started, live=sys.stdout.isatty()))
+            tg.create_task(_drain(proc, hil_log))
+        elapsed = time.monotonic() - started
+        return _summary(daemon, ready, elapsed)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        hil_log.close()
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, hil_log: IO[str]) -> dict[str, Any]:
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(PLANT_START_TIMEOUT_S):
+            line = await proc.stdout.readline()
+    except TimeoutError:
+        raise DemoError(f"the HIL plant did not start within {PLANT_START_TIMEOUT_S:.0f} s") from None
+    if not line:
+        await proc.wait()
+        err = (await proc.stderr.read()).decode(errors="replace").strip()
+        raise DemoError(err or f"the HIL plant exited with status {proc.returncode}")
+    try:
+        ready: dict[str, Any] = json.loads(line)
+        ports = {name: int(ready["devices"][name]["port"]) for name in ("meter", "inverter", "bess")}
+    except (ValueError, KeyError, TypeError):
+        raise DemoError(f"unexpected first line from the HIL plant: {line[:200]!r}") from None
+    ready["ports"] = ports
+    hil_log.write(line.decode(errors="replace"))
+    return ready
+
+
+async def _drain(proc: asyncio.subprocess.Process, hil_log: IO[str]) -> None:
+    """Copy the plant's output to hil.log so its pipes never fill up and stall it."""
+    assert proc.stdout is not None and proc.stderr is not None
+
+    async def copy(stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            hil_log.write(line.decode(errors="replace"))
+
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(copy(proc.stdout), copy(proc.stderr))
+
+
+def _demo_config(ready: dict[str, Any], state_dir: Path) -> config.Config:
+    template = resources.files("edgeagent").joinpath("examples/demo.toml").read_text(encoding="utf-8")
+    text = Template(template).substitute(
+        state_dir=str(state_dir).replace("\\", "/"), meter_port=ready["ports"]["meter"],
+        inverter_port=ready["ports"]["inverter"], bess_port=ready["ports"]["bess"],
+    )
+    return config.parse(text, "demo.toml")
+
+
+async def _view_loop(daemon: Daemon, ready: dict[str, Any], duration_s: float | None,
+                     started: float, live: bool) -> None:
+    """Refresh the terminal view every second; stop the daemon when the duration is over."""
+    try:
+        last_line = 0.0
+        while not daemon.stop_event.is_set():
+            elapsed = time.monotonic() - started
+            if duration_s is not None and elapsed >= duration_s:
+                daemon.request_stop()
+                break
+            header = (f"edgeagent demo — scenario {ready.get('scenario', '?')}, speed {ready.get('speed', 1)}x, "
+                      f"{elapsed:5.1f} s" + (f" of {duration_s:g} s" if duration_s else " (Ctrl-C to stop)"))
+            devices = {name: ("online" if d.online else f"OFFLINE: {d.link.reason}")
+                       for name, d in daemon.devices.items()}
+            if live:
+                sys.stdout.write("\x1b[H\x1b[2J" + render(daemon.image.snapshot(), header, devices) + "\n")
+                sys.stdout.flush()
+            elif elapsed - last_line >= 5.0 or last_line == 0.0:
+                last_line = elapsed or 1e-9
+                print(f"[{elapsed:5.1f} s] {daemon.health().line()}", file=sys.stderr, flush=True)
+            await asyncio.sleep(1.0)
+    finally:
+        daemon.request_stop()
+
+
+def _summary(daemon: Daemon, ready: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    snap = daemon.image.snapshot()
+    points = {
+        name: {"value": view.value, "unit": view.sample.unit, "quality": view.quality.value,
+               "age_s": round(view.age_s, 3), **({"reason": view.sample.reason} if view.sample.reason else {})}
+        for name, view in sorted(snap.items())
+    }
+    devices = {name: {"online": d.online, "polls": d.polls, "reconnects": d.link.restarts,
+                      **({"reason": d.link.reason} if not d.online else {})}
+               for name, d in daemon.devices.items()}
+    cycle = daemon.cycle_summary()
+    bad = [n for n, v in snap.items() if v.quality is not Quality.GOOD]
+    checks = [
+        Check("all_points_good_at_end", not bad, f"not good: {', '.join(sorted(bad))}" if bad else "ok"),
+        Check("all_devices_online_at_end", all(d.online for d in daemon.devices.values()),
+              ", ".join(f"{n}: {'online' if d.online else d.link.reason}" for n, d in daemon.devices.items())),
+        Check("no_phase_faults", cycle["phase_faults"] == 0, f"{cycle['phase_faults']} phase faults"),
+        Check("cycle_ran", cycle["cycles"] > 0, f"{cycle['cycles']} cycles"),
+    ]
+    return {
+        "scenario": ready.get("scenario"),
+        "duration_s": round(elapsed_s, 3),
+        "speed": ready.get("speed"),
+        "passed": all(c.passed for c in checks),
+        "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in checks],
+        "points": points,
+        "devices": devices,
+        "cycle": cycle,
+    }
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool, state_dir: Path | None) -> None:
+    print()
+    print(f"scenario {summary['scenario']}: {'PASSED' if summary['passed'] else 'FAILED'} "
+          f"after {summary['duration_s']:.1f} s")
+    for check in summary["checks"]:
+        print(f"  [{'ok' if check['passed'] else 'FAIL'}] {check['name']}: {check['detail']}")
+    cycle = summary["cycle"]
+    print(f"  cycle: {cycle['cycles']} cycles, median {cycle['cycle_median_ms']} ms, "
+          f"max {cycle['cycle_max_ms']} ms, overruns {cycle['overruns']}")
+    for name, dev in summary["devices"].items():
+        print(f"  device {name}: {'online' if dev['online'] else 'offline'}, {dev['polls']} polls, "
+              f"{dev['reconnects']} reconnects")
+    for name, point in summary["points"].items():
+        print(f"  {name:<20} {format_value(point['value']):>14} {point['unit']:<5} {point['quality']}")
+    print(f"  logs: {state_dir}" if state_dir else "  logs: removed with the temporary state (keep them with --state-dir)")
+    if as_json:
+        print(json.dumps(summary, separators=(",", ":"), default=str))

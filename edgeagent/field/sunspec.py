@@ -1,0 +1,447 @@
+"""SunSpec: model definitions, discovery of a device's model chain, and point resolution.
+
+Config names SunSpec points as "MODEL.POINT" ("203.W", "ac_meter_abcn.W", "802#2.SoC"); where they
+live depends on the device, which lays its models end to end after a "SunS" marker. `discover`
+walks that chain once per connection and `SunSpecMap.resolve` turns a reference into a plain
+`RegisterPoint`, so the Modbus adapter never needs to know about SunSpec.
+
+Model definitions are the SunSpec Alliance JSON files vendored in `sunspec_models/`. What is kept:
+- top-level points, at `offset` registers from the model's ID register (ID 0, L 1, data from 2);
+- nested groups with a fixed count (absent = 1, or an integer above 0), flattened to
+  "Group.Point", or "Group[i].Point" (i from 1) when the count is above 1;
+- not kept: groups whose count is a point name ("N") or 0 ("repeat to fill the model"). Their
+  length is only known at run time, so they and everything after them are left out of `points`
+  and listed in `ModelDef.omitted` with the reason. Points of types edgeagent does not decode
+  (ipaddr, ipv6addr, eui48, float64) are omitted the same way but keep their registers.
+
+Device replies are untrusted: discovery bounds the chain (`max_models`, register 65535), checks
+the length of every reply, and rejects (records in `SunSpecMap.rejected`, then skips) a known model
+whose declared length is shorter than its fixed points: its points would be read from the next
+model's registers. Other models of that device stay usable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
+
+__all__ = [
+    "SUNS_MARKER", "ModelDef", "ModelInstance", "NoSuchRegisters", "PointDef", "ReadFn",
+    "RejectedModel", "SunSpecError", "SunSpecMap", "discover", "load_model_def",
+    "model_chain_from_words", "vendored_model_ids",
+]
+
+SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
+END_MODEL_ID = 0xFFFF
+_MODELS_PACKAGE = "edgeagent.field"
+_MODELS_DIR = "sunspec_models"
+
+
+class SunSpecError(Exception):
+    """A SunSpec definition, device map or point reference is unusable; the message says why."""
+
+
+class NoSuchRegisters(Exception):
+    """Raised by a `read` function when the device answers "illegal data address".
+
+    Discovery then tries the next base address instead of giving up: a device with its map at
+    50000 commonly refuses reads at 40000. Every other exception from `read` propagates.
+    """
+
+
+ReadFn = Callable[[int, int], Awaitable[Sequence[int]]]
+
+
+# ----------------------------------------------------------------------------------- definitions
+@dataclass(frozen=True, slots=True)
+class PointDef:
+    """One point of a model definition; `offset` counts registers from the model's ID register.
+
+    `sf` is the (flattened) name of a sunssf point of the same model, a fixed power of ten, or None.
+    """
+
+    name: str
+    rtype: RegType
+    size: int
+    offset: int
+    sf: str | int | None
+    units: str
+    writable: bool
+    mandatory: bool
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDef:
+    """A parsed model. `length` = registers after ID and L taken by the fixed points, which is
+    the L a device must declare at least (a trailing pad may be missing)."""
+
+    model_id: int
+    name: str
+    label: str
+    length: int
+    points: Mapping[str, PointDef] = field(hash=False)
+    omitted: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    @property
+    def min_length(self) -> int:
+        """The shortest L whose registers still hold every non-pad point."""
+        ends = [p.offset + p.size for p in self.points.values() if p.rtype is not RegType.PAD]
+        return max(ends, default=2) - 2
+
+
+def vendored_model_ids() -> tuple[int, ...]:
+    """The model ids with a vendored definition, ascending."""
+    root = resources.files(_MODELS_PACKAGE) / _MODELS_DIR
+    ids = (re.fullmatch(r"model_(\d+)\.json", entry.name) for entry in root.iterdir())
+    return tuple(sorted(int(m.group(1)) for m in ids if m))
+
+
+@functools.cache
+def load_model_def(model_id: int) -> ModelDef:
+    """Parse the vendored definition of `model_id` (cached). Unknown id → SunSpecError."""
+    known = vendored_model_ids()
+    if model_id not in known:
+        raise SunSpecError(
+            f"no SunSpec definition for model {model_id}; edgeagent knows models "
+            f"{', '.join(map(str, known))} (see edgeagent/field/sunspec_models/README.md to add one)"
+        )
+    path = resources.files(_MODELS_PACKAGE) / _MODELS_DIR / f"model_{model_id}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return _parse_model(doc, model_id)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SunSpecError(f"SunSpec definition {path.name} is malformed: {exc!r}") from exc
+
+
+@functools.cache
+def _model_ids_by_name() -> Mapping[str, int]:
+    return MappingProxyType({load_model_def(i).name: i for i in vendored_model_ids()})
+
+
+def _parse_model(doc: Any, model_id: int) -> ModelDef:
+    if doc["id"] != model_id:
+        raise SunSpecError(f"model_{model_id}.json defines model {doc['id']}")
+    top = doc["group"]
+    head = [p["name"] for p in top["points"][:2]]
+    if head != ["ID", "L"]:
+        raise SunSpecError(f"model {model_id}: first points must be ID and L, not {head}")
+    points: dict[str, PointDef] = {}
+    omitted: dict[str, str] = {}
+    end = _walk_group(top, "", 0, (), points, omitted, model_id)
+    _check_scale_factors(points, model_id)
+    declared = top["points"][1].get("value")
+    if declared is not None and declared != end - 2:
+        raise SunSpecError(f"model {model_id}: L is declared {declared} but the points take {end - 2}")
+    return ModelDef(
+        model_id=model_id, name=str(top["name"]), label=str(top.get("label", top["name"])),
+        length=end - 2, points=MappingProxyType(points), omitted=MappingProxyType(omitted),
+    )
+
+
+def _walk_group(
+    group: Any, prefix: str, offset: int, scopes: tuple[Mapping[str, str], ...],
+    points: dict[str, PointDef], omitted: dict[str, str], model_id: int,
+) -> int:
+    """Add the group's points (then its sub-groups) at `offset`; return the offset after them.
+
+    `scopes` maps plain names to flattened names for the enclosing groups, innermost first: a
+    scale factor is looked up in the point's own group, then outward (model 704's PFWInj.PF uses
+    the top-level PF_SF).
+    """
+    raw_points = group.get("points", [])
+    scope = {p["name"]: prefix + p["name"] for p in raw_points}
+    scopes = (scope, *scopes)
+    for raw in raw_points:
+        name, size = prefix + raw["name"], int(raw["size"])
+        try:
+            rtype = RegType(raw["type"])
+        except ValueError:
+            omitted[name] = f"type {raw['type']} is not decoded by edgeagent"
+            offset += size
+            continue
+        if rtype is not RegType.STRING and size != rtype.size:
+            raise SunSpecError(f"model {model_id} point {name}: {rtype.value} with size {size}")
+        points[name] = PointDef(
+            name=name, rtype=rtype, size=size, offset=offset, sf=_scale_factor(raw, scopes, name, model_id),
+            units=str(raw.get("units", "")), writable=raw.get("access") == "RW",
+            mandatory=raw.get("mandatory") == "M", label=str(raw.get("label", raw["name"])),
+        )
+        offset += size
+    blocked = ""
+    for sub in group.get("groups", []):
+        sub_name, count = prefix + sub["name"], sub.get("count", 1)
+        if blocked or isinstance(count, str) or count == 0:
+            blocked = blocked or sub_name
+            omitted[sub_name] = (
+                f"comes after the repeating group {blocked}" if blocked != sub_name
+                else f"repeating group (count {count!r}): its length depends on the device"
+            )
+            continue
+        for i in range(1, int(count) + 1):
+            sub_prefix = f"{sub_name}[{i}]." if count > 1 else f"{sub_name}."
+            offset = _walk_group(sub, sub_prefix, offset, scopes, points, omitted, model_id)
+    return offset
+
+
+def _scale_factor(
+    raw: Any, scopes: tuple[Mapping[str, str], ...], name: str, model_id: int
+) -> str | int | None:
+    sf = raw.get("sf")
+    if sf is None or isinstance(sf, int):
+        return sf
+    for scope in scopes:
+        if sf in scope:
+            return scope[sf]
+    raise SunSpecError(f"model {model_id} point {name}: scale factor {sf!r} is not defined")
+
+
+def _check_scale_factors(points: Mapping[str, PointDef], model_id: int) -> None:
+    for p in points.values():
+        if isinstance(p.sf, str) and (p.sf not in points or points[p.sf].rtype is not RegType.SUNSSF):
+            raise SunSpecError(f"model {model_id} point {p.name}: scale factor {p.sf} is not a sunssf point")
+
+
+# ------------------------------------------------------------------------------------- discovery
+@dataclass(frozen=True, slots=True)
+class ModelInstance:
+    """A model found on a device: `address` of its ID register, `length` = its L, `index` = which
+    occurrence of this model id it is (1-based, in chain order)."""
+
+    model_id: int
+    address: int
+    length: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedModel:
+    """A model in the chain that edgeagent will not read from, and why."""
+
+    instance: ModelInstance
+    reason: str
+
+
+class _ChainWalk:
+    """The chain-walking logic without I/O: ask `next_read`, then `feed` it the reply."""
+
+    def __init__(self, base: int, max_models: int) -> None:
+        self.base, self.max_models = base, max_models
+        self.next_read: tuple[int, int] | None = (base + 2, 2)
+        self.models: list[ModelInstance] = []
+        self.rejected: list[RejectedModel] = []
+        self._seen: dict[int, int] = {}
+
+    def _where(self) -> str:
+        if not self.models and not self.rejected:
+            return f"right after the SunS marker at {self.base}"
+        last = max([*self.models, *(r.instance for r in self.rejected)], key=lambda m: m.address)
+        return f"after model {last.model_id} at register {last.address} (L={last.length})"
+
+    def feed(self, words: Sequence[int]) -> None:
+        assert self.next_read is not None, "feed() after the walk ended"
+        address = self.next_read[0]
+        model_id, length = words
+        if model_id == END_MODEL_ID:
+            self.next_read = None
+            return
+        if len(self.models) + len(self.rejected) >= self.max_models:
+            raise SunSpecError(
+                f"SunSpec model chain at {self.base} has more than {self.max_models} models without "
+                f"an end marker (0xFFFF); the device's map is corrupt or loops back on itself"
+            )
+        if model_id == 0:
+            raise SunSpecError(
+                f"model id 0 at register {address} {self._where()}: not a SunSpec model; the chain "
+                "should end with 0xFFFF. The device's SunSpec map is broken; ask the vendor"
+            )
+        index = self._seen[model_id] = self._seen.get(model_id, 0) + 1
+        instance = ModelInstance(model_id, address, length, index)
+        nxt = address + 2 + length
+        if nxt + 1 > 0xFFFF:
+            raise SunSpecError(
+                f"model {model_id} at register {address} declares length {length}, which runs the "
+                f"chain past register 65535 (next model at {nxt}); the device's map is corrupt"
+            )
+        reason = _length_problem(instance)
+        if reason:
+            self.rejected.append(RejectedModel(instance, reason))
+        else:
+            self.models.append(instance)
+        self.next_read = (nxt, 2)
+
+    def result(self) -> SunSpecMap:
+        return SunSpecMap(self.base, tuple(self.models), tuple(self.rejected))
+
+
+def _length_problem(instance: ModelInstance) -> str:
+    if instance.model_id not in vendored_model_ids():
+        return ""
+    need = load_model_def(instance.model_id).min_length
+    if instance.length >= need:
+        return ""
+    return (
+        f"model {instance.model_id} at register {instance.address} declares length {instance.length} "
+        f"but its definition needs at least {need}: its points would overlap the next model"
+    )
+
+
+def _checked(words: Sequence[int], address: int, count: int) -> Sequence[int]:
+    if len(words) != count:
+        raise SunSpecError(
+            f"device returned {len(words)} registers when {count} were asked for at register "
+            f"{address}: the reply is corrupt (check for duplicate unit ids or a noisy RS-485 line)"
+        )
+    bad = [w for w in words if not isinstance(w, int) or not 0 <= w <= 0xFFFF]
+    if bad:
+        raise SunSpecError(f"device returned {bad[0]!r} at register {address}, not a 16-bit register")
+    return words
+
+
+async def discover(
+    read: ReadFn, bases: Sequence[int] = (40000, 0, 50000), max_models: int = 64
+) -> SunSpecMap:
+    """Find the "SunS" marker at the first of `bases` that has it and walk the model chain.
+
+    `read(address, count)` reads holding registers; its exceptions propagate, except
+    `NoSuchRegisters`, which means "try the next base".
+    """
+    for base in bases:
+        if not 0 <= base <= 0xFFFF - 3:
+            raise ValueError(f"SunSpec base address {base} is outside 0..65532")
+    seen: list[str] = []
+    for base in bases:
+        try:
+            marker = _checked(await read(base, 2), base, 2)
+        except NoSuchRegisters:
+            seen.append(f"illegal address at {base}")
+            continue
+        if tuple(marker) == SUNS_MARKER:
+            walk = _ChainWalk(base, max_models)
+            while walk.next_read is not None:
+                address, count = walk.next_read
+                walk.feed(_checked(await read(address, count), address, count))
+            return walk.result()
+        seen.append(f"got 0x{marker[0]:04X} 0x{marker[1]:04X} at {base}")
+    raise SunSpecError(_no_marker_message(bases, seen))
+
+
+def _no_marker_message(bases: Sequence[int], seen: Sequence[str]) -> str:
+    names = [str(b) for b in bases]
+    where = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return (
+        f"no SunSpec marker 'SunS' found at registers {where} ({'; '.join(seen)}): "
+        "is this a SunSpec device, and is the unit id right?"
+    )
+
+
+def model_chain_from_words(words: Sequence[int], base: int = 40000, max_models: int = 64) -> SunSpecMap:
+    """Walk a chain from a register image: `words[0]` is register `base` (the marker).
+
+    The synchronous twin of `discover`, for tests and for maps read in one go.
+    """
+    if tuple(words[:2]) != SUNS_MARKER:
+        raise SunSpecError(_no_marker_message([base], [f"got {list(words[:2])!r} at {base}"]))
+    walk = _ChainWalk(base, max_models)
+    while walk.next_read is not None:
+        address, count = walk.next_read
+        start = address - base
+        if start + count > len(words):
+            raise SunSpecError(
+                f"the register image ends at {base + len(words) - 1} but the chain continues at "
+                f"{address}: no end marker (0xFFFF)"
+            )
+        walk.feed(_checked(words[start:start + count], address, count))
+    return walk.result()
+
+
+# ------------------------------------------------------------------------------------ resolution
+_REF = re.compile(r"(?P<model>[^.#]+)(?:#(?P<index>\d+))?\.(?P<point>.+)")
+
+
+@dataclass(frozen=True, slots=True)
+class SunSpecMap:
+    """The models a device has, where they are, and which ones were rejected."""
+
+    base: int
+    models: tuple[ModelInstance, ...]
+    rejected: tuple[RejectedModel, ...] = ()
+
+    def resolve(self, ref: str, name: str) -> RegisterPoint:
+        """Turn "MODEL[#n].POINT" into a `RegisterPoint` called `name` at its absolute address.
+
+        MODEL is the numeric id or the definition's name; #n picks the n-th occurrence (default 1).
+        """
+        match = _REF.fullmatch(ref.strip())
+        if match is None:
+            raise SunSpecError(f"SunSpec point {ref!r} is not of the form MODEL.POINT (e.g. '203.W')")
+        model_id = _model_id(match["model"])
+        index = int(match["index"] or 1)
+        instance = self._instance(model_id, index, ref)
+        model = load_model_def(model_id)
+        point = _point(model, match["point"])
+        if point.offset + point.size > instance.length + 2:
+            raise SunSpecError(
+                f"{ref}: point {point.name} is beyond the declared length {instance.length} of "
+                f"model {model_id} at register {instance.address}"
+            )
+        sf_address = None
+        scale = 1.0
+        if isinstance(point.sf, str):
+            sf_address = instance.address + model.points[point.sf].offset
+        elif isinstance(point.sf, int):
+            scale = 10.0**point.sf
+        return RegisterPoint(
+            name=name, address=instance.address + point.offset, type=point.rtype, size=point.size,
+            unit=point.units, table=Table.HOLDING, word_order=WordOrder.BIG, scale=scale,
+            sf_address=sf_address, sunspec_sentinels=True, writable=point.writable,
+        )
+
+    def _instance(self, model_id: int, index: int, ref: str) -> ModelInstance:
+        for m in self.models:
+            if m.model_id == model_id and m.index == index:
+                return m
+        for r in self.rejected:
+            if r.instance.model_id == model_id and r.instance.index == index:
+                raise SunSpecError(f"{ref}: {r.reason}")
+        found = sorted({m.model_id for m in self.models} | {r.instance.model_id for r in self.rejected})
+        if model_id in found:
+            n = sum(1 for m in (*self.models, *(r.instance for r in self.rejected)) if m.model_id == model_id)
+            raise SunSpecError(f"{ref}: model {model_id} occurs {n} time(s) on this device, not {index}")
+        raise SunSpecError(
+            f"model {model_id} not found on this device; it has models {', '.join(map(str, found)) or 'none'}"
+        )
+
+
+def _model_id(token: str) -> int:
+    if token.isdigit():
+        return int(token)
+    by_name = _model_ids_by_name()
+    if token in by_name:
+        return by_name[token]
+    guess = difflib.get_close_matches(token, list(by_name), n=3)
+    hint = f"; did you mean {', '.join(map(repr, guess))}?" if guess else f"; known: {', '.join(by_name)}"
+    raise SunSpecError(f"unknown SunSpec model name {token!r}{hint}")
+
+
+def _point(model: ModelDef, point_name: str) -> PointDef:
+    point = model.points.get(point_name)
+    if point is not None and point.rtype is not RegType.PAD:
+        return point
+    what = f"model {model.model_id} ({model.name})"
+    if point is not None:
+        raise SunSpecError(f"{what}: {point_name} is padding and holds no value")
+    if point_name in model.omitted:
+        raise SunSpecError(f"{what}: {point_name} is not supported: {model.omitted[point_name]}")
+    guess = difflib.get_close_matches(point_name, list(model.points), n=3)
+    hint = f"; did you mean {', '.join(map(repr, guess))}?" if guess else ""
+    raise SunSpecError(f"{what} has no point {point_name!r}{hint}")
