@@ -37,7 +37,7 @@ from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
 __all__ = [
     "SUNS_MARKER", "ModelDef", "ModelInstance", "NoSuchRegisters", "PointDef", "ReadFn",
     "RejectedModel", "SunSpecError", "SunSpecMap", "discover", "load_model_def",
-    "model_chain_from_words", "vendored_model_ids",
+    "model_chain_from_words", "parse_model_def", "vendored_model_ids",
 ]
 
 SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
@@ -118,9 +118,9 @@ def load_model_def(model_id: int) -> ModelDef:
     path = resources.files(_MODELS_PACKAGE) / _MODELS_DIR / f"model_{model_id}.json"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        return _parse_model(doc, model_id)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SunSpecError(f"SunSpec definition {path.name} is malformed: {exc!r}") from exc
+    except ValueError as exc:
+        raise SunSpecError(f"SunSpec definition {path.name} is not valid JSON: {exc}") from exc
+    return parse_model_def(doc, model_id)
 
 
 @functools.cache
@@ -128,7 +128,15 @@ def _model_ids_by_name() -> Mapping[str, int]:
     return MappingProxyType({load_model_def(i).name: i for i in vendored_model_ids()})
 
 
-def _parse_model(doc: Any, model_id: int) -> ModelDef:
+def parse_model_def(doc: Any, model_id: int) -> ModelDef:
+    """Parse one SunSpec JSON model definition (already loaded with `json`); errors → SunSpecError."""
+    try:
+        return _parse(doc, model_id)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise SunSpecError(f"SunSpec definition of model {model_id} is malformed: {exc!r}") from exc
+
+
+def _parse(doc: Any, model_id: int) -> ModelDef:
     if doc["id"] != model_id:
         raise SunSpecError(f"model_{model_id}.json defines model {doc['id']}")
     top = doc["group"]
@@ -428,9 +436,7 @@ def _model_id(token: str) -> int:
     by_name = _model_ids_by_name()
     if token in by_name:
         return by_name[token]
-    guess = difflib.get_close_matches(token, list(by_name), n=3)
-    hint = f"; did you mean {', '.join(map(repr, guess))}?" if guess else f"; known: {', '.join(by_name)}"
-    raise SunSpecError(f"unknown SunSpec model name {token!r}{hint}")
+    raise SunSpecError(f"unknown SunSpec model name {token!r}{_did_you_mean(token, list(by_name))}")
 
 
 def _point(model: ModelDef, point_name: str) -> PointDef:
@@ -442,6 +448,15 @@ def _point(model: ModelDef, point_name: str) -> PointDef:
         raise SunSpecError(f"{what}: {point_name} is padding and holds no value")
     if point_name in model.omitted:
         raise SunSpecError(f"{what}: {point_name} is not supported: {model.omitted[point_name]}")
-    guess = difflib.get_close_matches(point_name, list(model.points), n=3)
-    hint = f"; did you mean {', '.join(map(repr, guess))}?" if guess else ""
-    raise SunSpecError(f"{what} has no point {point_name!r}{hint}")
+    names = [n for n, p in model.points.items() if p.rtype is not RegType.PAD]
+    raise SunSpecError(f"{what} has no point {point_name!r}{_did_you_mean(point_name, names)}")
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """A hint for a misspelt name: case-insensitive matches, then difflib's close ones, else a list."""
+    folded = {c.lower(): c for c in reversed(choices)}
+    guess = [folded[g] for g in difflib.get_close_matches(word.lower(), list(folded), n=3)]
+    if guess:
+        return f"; did you mean {', '.join(map(repr, guess))}?"
+    shown = ", ".join(choices[:12]) + (", …" if len(choices) > 12 else "")
+    return f"; it has {shown}"
