@@ -147,9 +147,11 @@ class Checker:
         value = self._get(t, key, path, default)
         if value is _MISSING:
             return 0.0
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and isinstance(value, float)):
             self.error(_join(path, key), "must be an integer" if integer else "must be a number", value)
+            return float(default) if isinstance(default, int | float) else 0.0
+        if value != value:  # NaN passes every comparison below
+            self.error(_join(path, key), "must be a number", value)
             return float(default) if isinstance(default, int | float) else 0.0
         if minimum is not None and value < minimum:
             self.error(_join(path, key), f"must be at least {minimum:g}", value)

@@ -53,12 +53,13 @@ def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: boo
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             log_file = stack.enter_context(open(state_dir / "edgeagent.log", "a", encoding="utf-8"))
+            hil_log = stack.enter_context(open(state_dir / "hil.log", "w", encoding="utf-8"))
         except OSError as exc:
             print(f"cannot use state directory {state_dir}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         logs.configure("json", "info", stream=log_file)
         try:
-            summary = asyncio.run(_demo(scenario, duration_s, speed, state_dir, as_json))
+            summary = asyncio.run(_demo(scenario, duration_s, speed, state_dir, hil_log))
         except DemoError as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 2
@@ -67,8 +68,7 @@ def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: boo
 
 
 async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir: Path,
-                as_json: bool) -> dict[str, Any]:
-    hil_log = open(state_dir / "hil.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+                hil_log: IO[str]) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hil", "serve", "--scenario", scenario, "--speed", str(speed),
         "--host", "127.0.0.1", "--port-base", "0",
@@ -97,7 +97,6 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        hil_log.close()
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, hil_log: IO[str]) -> dict[str, Any]:
@@ -212,6 +211,6 @@ def _print_summary(summary: dict[str, Any], as_json: bool, state_dir: Path | Non
               f"{dev['reconnects']} reconnects")
     for name, point in summary["points"].items():
         print(f"  {name:<20} {format_value(point['value']):>14} {point['unit']:<5} {point['quality']}")
-    print(f"  logs: {state_dir}" if state_dir else "  logs: removed with the temporary state (keep them with --state-dir)")
+    print(f"  logs: {state_dir}" if state_dir else "  logs: removed with the temporary state (see --state-dir)")
     if as_json:
         print(json.dumps(summary, separators=(",", ":"), default=str))

@@ -1,8 +1,8 @@
 """A real pymodbus TCP server for tests, with a register store the test controls.
 
-Requests go through pymodbus' own server, framing and request handling; only the storage behind
-it is ours (it replaces the server's context, the object its request handler reads and writes), which lets tests inject exception
-replies, slow replies and silence, and stop/restart the server on the same port.
+Requests go through pymodbus' own server, framing and request handling; only the storage
+behind it is ours (it replaces the server's context, which its request handler reads and writes).
+That lets tests inject exception replies, slow replies and silence, and restart on the same port.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -119,10 +120,8 @@ async def test_run_command_notifies_systemd_and_stops_on_sigterm(
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and sum(m == b"WATCHDOG=1" for m in messages) < 3:
-            try:
+            with contextlib.suppress(TimeoutError):
                 messages.append(await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.5))
-            except TimeoutError:
-                pass
         assert any(m.startswith(b"READY=1\nSTATUS=running: devices") for m in messages), messages
         assert sum(m == b"WATCHDOG=1" for m in messages) >= 3
         t0 = time.monotonic()
@@ -145,7 +144,7 @@ async def test_run_with_a_bad_config_exits_2_without_traceback(tmp_path: Path) -
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgeagent", "run", "-c", str(cfg),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
     text = err.decode()
     assert f"{cfg}:6: devices.a.host: must be a string (got 5)" in text

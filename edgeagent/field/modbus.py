@@ -131,11 +131,12 @@ class ModbusDevice:
         link = self.cfg.link
         # pymodbus' own reconnect and retries are off: the supervisor owns reconnection, and a
         # retry would double the time a dead device holds up the poll.
-        common = {"timeout": self.cfg.timeout_s, "retries": 0, "reconnect_delay": 0}
+        timeout = self.cfg.timeout_s
         if link.transport == "tcp":
-            return AsyncModbusTcpClient(link.host, port=link.port, **common)
+            return AsyncModbusTcpClient(link.host, port=link.port, timeout=timeout, retries=0, reconnect_delay=0)
         return AsyncModbusSerialClient(link.serial_port, baudrate=link.baudrate, parity=link.parity,
-                                       stopbits=link.stopbits, bytesize=link.bytesize, **common)
+                                       stopbits=link.stopbits, bytesize=link.bytesize, timeout=timeout,
+                                       retries=0, reconnect_delay=0)
 
     async def _connect(self) -> None:
         try:

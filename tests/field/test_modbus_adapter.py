@@ -203,6 +203,7 @@ async def test_refused_connection_is_reported_once_and_retried(server: TestServe
     async with running(device):
         await eventually(lambda: device.link.restarts >= 2, timeout_s=5)
         assert "cannot connect" in device.link.reason
+        assert "cannot connect" in image.latest("dev.temp_c").reason
         await server.start()
         await eventually(lambda: device.online, timeout_s=8)
 
@@ -220,7 +221,7 @@ async def test_write_is_scaled_encoded_and_read_back(server: TestServer) -> None
 
 
 async def test_write_to_read_only_point_is_refused_and_recorded(server: TestServer) -> None:
-    device, image = make_device(server.port)
+    device, _ = make_device(server.port)
     async with running(device):
         await eventually(lambda: device.polls >= 1)
         device.submit(Command("dev", "temp_c", 1.0, "test"))
