@@ -22,10 +22,10 @@ from pymodbus.exceptions import ModbusException
 
 from edgeagent.config import DeviceConfig
 from edgeagent.cycle import Command
-from edgeagent.field.points import RegisterPoint, Table
-from edgeagent.field.readplan import ReadBlock, decode_points, plan_reads
-from edgeagent.field.registers import RegisterEncodeError, encode, unscale
-from edgeagent.field.sunspec import SunSpecError, discover
+from edgeagent.field.points import RegisterPoint, RegType, Table
+from edgeagent.field.readplan import SF_LIMIT, ReadBlock, decode_points, plan_reads
+from edgeagent.field.registers import RegisterEncodeError, decode, encode, unscale
+from edgeagent.field.sunspec import NoSuchRegisters, SunSpecError, discover
 from edgeagent.image import ProcessImage, Quality, Sample
 from edgeagent.supervise import LinkState, supervise
 
@@ -151,7 +151,12 @@ class ModbusDevice:
 
     async def _discover(self) -> None:
         async def read(address: int, count: int) -> Sequence[int]:
-            return await self._read(Table.HOLDING, address, count)
+            try:
+                return await self._read(Table.HOLDING, address, count)
+            except ExceptionReply as exc:
+                if exc.code == 2:  # no registers there: discovery tries the next base
+                    raise NoSuchRegisters(str(exc)) from None
+                raise
 
         try:
             smap = await discover(read, self.cfg.sunspec_bases)
@@ -254,12 +259,13 @@ class ModbusDevice:
         point = next((p for p in self.points if p.name == command.point), None)
         if point is None or not point.writable:
             raise KeyError(f"{self.cfg.name}.{command.point} is not a writable point")
-        sf = 0
+        sf: int | None = None
         if point.sf_address is not None:
-            (raw_sf,) = await self._read(Table.HOLDING, point.sf_address, 1)
-            sf = raw_sf - 0x10000 if raw_sf >= 0x8000 else raw_sf
-            if raw_sf == 0x8000 or not -10 <= sf <= 10:
-                raise DeviceReplyError(f"scale factor at {point.sf_address} unusable (0x{raw_sf:04X})")
+            words = await self._read(Table.HOLDING, point.sf_address, 1)
+            sf_value = decode(words, RegType.SUNSSF, sunspec_sentinels=True)
+            if not isinstance(sf_value, int) or not -SF_LIMIT <= sf_value <= SF_LIMIT:
+                raise DeviceReplyError(f"scale factor at {point.sf_address} unusable (0x{words[0]:04X})")
+            sf = sf_value
         words = encode(unscale(command.value, point.scale, sf), point.type, point.word_order)
         await self._request(self._client.write_registers(point.address, words, device_id=self.cfg.link.unit_id))
         log.info("modbus.write", device=self.cfg.name, point=command.point, value=command.value,
@@ -275,4 +281,4 @@ class DeviceReplyError(Exception):
 
 
 def _contains(block: ReadBlock, point: RegisterPoint) -> bool:
-    return block.table is point.table and block.address <= point.address < block.address + block.count
+    return block.covers(point.table, point.address, point.size)

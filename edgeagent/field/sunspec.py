@@ -99,6 +99,7 @@ class ModelDef:
         return max(ends, default=2) - 2
 
 
+@functools.cache
 def vendored_model_ids() -> tuple[int, ...]:
     """The model ids with a vendored definition, ascending."""
     root = resources.files(_MODELS_PACKAGE) / _MODELS_DIR
@@ -171,6 +172,8 @@ def _walk_group(
     scopes = (scope, *scopes)
     for raw in raw_points:
         name, size = prefix + raw["name"], int(raw["size"])
+        if name in points or name in omitted or size < 1:
+            raise SunSpecError(f"model {model_id} point {name}: defined twice or with size {size}")
         try:
             rtype = RegType(raw["type"])
         except ValueError:
@@ -195,7 +198,9 @@ def _walk_group(
                 else f"repeating group (count {count!r}): its length depends on the device"
             )
             continue
-        for i in range(1, int(count) + 1):
+        if not isinstance(count, int) or count < 0:
+            raise SunSpecError(f"model {model_id} group {sub_name}: count {count!r} is not a count")
+        for i in range(1, count + 1):
             sub_prefix = f"{sub_name}[{i}]." if count > 1 else f"{sub_name}."
             offset = _walk_group(sub, sub_prefix, offset, scopes, points, omitted, model_id)
     return offset
@@ -248,12 +253,7 @@ class _ChainWalk:
         self.models: list[ModelInstance] = []
         self.rejected: list[RejectedModel] = []
         self._seen: dict[int, int] = {}
-
-    def _where(self) -> str:
-        if not self.models and not self.rejected:
-            return f"right after the SunS marker at {self.base}"
-        last = max([*self.models, *(r.instance for r in self.rejected)], key=lambda m: m.address)
-        return f"after model {last.model_id} at register {last.address} (L={last.length})"
+        self.where = f"right after the SunS marker at {base}"  # for messages about the next model
 
     def feed(self, words: Sequence[int]) -> None:
         assert self.next_read is not None, "feed() after the walk ended"
@@ -269,7 +269,7 @@ class _ChainWalk:
             )
         if model_id == 0:
             raise SunSpecError(
-                f"model id 0 at register {address} {self._where()}: not a SunSpec model; the chain "
+                f"model id 0 at register {address} {self.where}: not a SunSpec model; the chain "
                 "should end with 0xFFFF. The device's SunSpec map is broken; ask the vendor"
             )
         index = self._seen[model_id] = self._seen.get(model_id, 0) + 1
@@ -286,6 +286,7 @@ class _ChainWalk:
         else:
             self.models.append(instance)
         self.next_read = (nxt, 2)
+        self.where = f"after model {model_id} at register {address} (L={length})"
 
     def result(self) -> SunSpecMap:
         return SunSpecMap(self.base, tuple(self.models), tuple(self.rejected))
@@ -337,7 +338,14 @@ async def discover(
             walk = _ChainWalk(base, max_models)
             while walk.next_read is not None:
                 address, count = walk.next_read
-                walk.feed(_checked(await read(address, count), address, count))
+                try:
+                    words = await read(address, count)
+                except NoSuchRegisters:
+                    raise SunSpecError(
+                        f"the device refuses register {address} (illegal address) {walk.where}: the "
+                        "SunSpec chain has no end marker (0xFFFF) or a wrong model length"
+                    ) from None
+                walk.feed(_checked(words, address, count))
             return walk.result()
         seen.append(f"got 0x{marker[0]:04X} 0x{marker[1]:04X} at {base}")
     raise SunSpecError(_no_marker_message(bases, seen))
@@ -416,14 +424,15 @@ class SunSpecMap:
 
     def _instance(self, model_id: int, index: int, ref: str) -> ModelInstance:
         for m in self.models:
-            if m.model_id == model_id and m.index == index:
+            if (m.model_id, m.index) == (model_id, index):
                 return m
         for r in self.rejected:
-            if r.instance.model_id == model_id and r.instance.index == index:
+            if (r.instance.model_id, r.instance.index) == (model_id, index):
                 raise SunSpecError(f"{ref}: {r.reason}")
-        found = sorted({m.model_id for m in self.models} | {r.instance.model_id for r in self.rejected})
+        every = [*self.models, *(r.instance for r in self.rejected)]
+        found = sorted({m.model_id for m in every})
         if model_id in found:
-            n = sum(1 for m in (*self.models, *(r.instance for r in self.rejected)) if m.model_id == model_id)
+            n = sum(m.model_id == model_id for m in every)
             raise SunSpecError(f"{ref}: model {model_id} occurs {n} time(s) on this device, not {index}")
         raise SunSpecError(
             f"model {model_id} not found on this device; it has models {', '.join(map(str, found)) or 'none'}"
