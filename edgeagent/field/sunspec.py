@@ -26,8 +26,8 @@ from edgeagent.field.sunspec_defs import (
     ModelDef,
     PointDef,
     SunSpecError,
-    model_ids_by_name,
     load_model_def,
+    model_ids_by_name,
     parse_model_def,
     vendored_model_ids,
 )
