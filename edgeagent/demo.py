@@ -83,11 +83,14 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
             loop.add_signal_handler(sig, daemon.request_stop)
         started = time.monotonic()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(daemon.run())
-            tg.create_task(_view_loop(daemon, ready, duration_s, started, live=sys.stdout.isatty()))
-            tg.create_task(_drain(proc, hil_log))
-        elapsed = time.monotonic() - started
-        return _summary(daemon, ready, elapsed)
+            drain = tg.create_task(_drain(proc, hil_log))
+            async with asyncio.TaskGroup() as inner:
+                inner.create_task(daemon.run())
+                inner.create_task(_view_loop(daemon, ready, duration_s, started, live=sys.stdout.isatty()))
+            elapsed = time.monotonic() - started
+            summary = _summary(daemon, ready, elapsed)
+            drain.cancel()
+        return summary
     finally:
         if proc.returncode is None:
             proc.terminate()
