@@ -50,11 +50,12 @@ class LinkState:
         self._logged_down = None
 
     def set_down(self, reason: str) -> None:
-        if self._logged_down != reason:
+        """Once per outage at warning level; retries (whatever their reason) only at debug."""
+        if self._logged_down is None:
             log.warning(f"{self.name}.offline", **self.fields, reason=reason)
             self._logged_down = reason
         else:
-            log.debug(f"{self.name}.retry", **self.fields, reason=reason)
+            log.debug(f"{self.name}.retry", **self.fields, reason=reason, first_reason=self._logged_down)
         self.up = False
         self.reason = reason
 

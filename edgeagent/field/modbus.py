@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,19 +182,21 @@ class ModbusDevice:
     async def _read(self, table: Table, address: int, count: int) -> list[int]:
         fn = (self._client.read_holding_registers if table is Table.HOLDING
               else self._client.read_input_registers)
-        reply = await self._request(fn(address, count=count, device_id=self.cfg.link.unit_id))
+        reply = await self._request(lambda: fn(address, count=count, device_id=self.cfg.link.unit_id))
         registers = list(getattr(reply, "registers", []))
         if len(registers) != count:
             raise DeviceReplyError(f"asked for {count} registers at {address}, got {len(registers)}")
         return registers
 
-    async def _request(self, awaitable: Any) -> Any:
+    async def _request(self, make_request: Callable[[], Awaitable[Any]]) -> Any:
+        """One request under a timeout. pymodbus raises "not connected" when the request is
+        made, not when awaited, so the request is made inside the handlers here."""
         gap = self.cfg.min_gap_s - (time.monotonic() - self._last_request)
         if gap > 0:
             await asyncio.sleep(gap)
         try:
             async with asyncio.timeout(self.cfg.timeout_s + 0.5):
-                reply = await awaitable
+                reply = await make_request()
         except TimeoutError:
             raise RequestTimeout(f"no reply within {self.cfg.timeout_s * 1000:.0f} ms") from None
         except ModbusException as exc:
@@ -267,7 +269,8 @@ class ModbusDevice:
                 raise DeviceReplyError(f"scale factor at {point.sf_address} unusable (0x{words[0]:04X})")
             sf = sf_value
         words = encode(unscale(command.value, point.scale, sf), point.type, point.word_order)
-        await self._request(self._client.write_registers(point.address, words, device_id=self.cfg.link.unit_id))
+        unit_id = self.cfg.link.unit_id
+        await self._request(lambda: self._client.write_registers(point.address, words, device_id=unit_id))
         log.info("modbus.write", device=self.cfg.name, point=command.point, value=command.value,
                  origin=command.origin, reason=command.reason)
 
