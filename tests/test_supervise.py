@@ -30,7 +30,7 @@ async def test_failures_are_logged_once_and_recovery_once() -> None:
         nonlocal calls
         calls += 1
         if calls in (1, 2, 3):
-            raise ConnectionRefusedError("refused")
+            raise ConnectionRefusedError("refused" if calls != 2 else "timed out")
         state.set_up()
         if calls == 4:
             raise OSError("reset by peer")
@@ -49,7 +49,7 @@ async def test_failures_are_logged_once_and_recovery_once() -> None:
         ("dev.offline", "reset by peer"),
         ("dev.recovered", None),
     ]
-    assert downs == ["refused", "refused", "refused", "reset by peer"]
+    assert downs == ["refused", "timed out", "refused", "reset by peer"]
     assert state.restarts == 4
 
 
