@@ -106,6 +106,8 @@ class Daemon:
             await self.stop_event.wait()
             log.info("daemon.stopping")
             self.notifier.stopping()
+            for device in self.devices.values():
+                device.stop()
             for task in tasks:
                 task.cancel()
         log.info("daemon.stopped", **self.cycle_summary())

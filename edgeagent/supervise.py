@@ -66,13 +66,15 @@ async def supervise(
     on_down: Callable[[str], None] = lambda reason: None,
     backoff: Backoff = Backoff(),
     rng: random.Random | None = None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run `session()` forever. A session is expected to call `state.set_up()` once healthy and to
     raise when its link fails; any exception but cancellation ends it, `on_down(reason)` runs, and
-    it is started again after a backoff that grows while it keeps failing before getting up."""
+    it is started again after a backoff that grows while it keeps failing before getting up.
+    Returns once `stopped()` is true after a session ended (the owner asked it to stop)."""
     rng = rng or random.Random()
     attempt = 0
-    while True:
+    while not stopped():
         was_up_before = state.up
         try:
             await session()
@@ -81,6 +83,8 @@ async def supervise(
             raise
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
+        if stopped():
+            return
         reached_up = state.up or was_up_before
         state.set_down(reason)
         state.restarts += 1

@@ -76,6 +76,7 @@ class ModbusDevice:
         self._wake = asyncio.Event()
         self._client: Any = None
         self._last_request = 0.0
+        self._stopped = False
 
     @property
     def names(self) -> list[str]:
@@ -95,11 +96,23 @@ class ModbusDevice:
         self.image.mark_stale(self.names, reason)
 
     async def run(self) -> None:
-        """Sessions forever, with backoff between them (the daemon's task for this device)."""
-        await supervise(self.link, self.session, self.mark_down)
+        """Sessions until `stop()`, with backoff between them (the daemon's task for this device)."""
+        await supervise(self.link, self.session, self.mark_down, stopped=lambda: self._stopped)
+
+    def stop(self) -> None:
+        """Ask the session to end at its next step and close the link.
+
+        Cancellation alone is not enough on Python 3.11: pymodbus awaits replies with
+        `asyncio.wait_for`, which there can swallow a cancel that arrives with the reply, and the
+        session would keep polling. The flag makes shutdown certain; cancel makes it prompt.
+        """
+        self._stopped = True
+        self._wake.set()
+        if self._client is not None:
+            self._client.close()
 
     async def session(self) -> None:
-        """Connect, discover, poll until the link fails. Always raises DeviceOffline at the end."""
+        """Connect, discover, poll until the link fails (raises DeviceOffline) or `stop()`."""
         self._client = self._make_client()
         try:
             await self._connect()
@@ -107,7 +120,7 @@ class ModbusDevice:
                 await self._discover()
             timeouts = 0
             first = True
-            while True:
+            while not self._stopped:
                 started = time.monotonic()
                 await self._flush_writes()
                 timeouts = await self._poll(timeouts)
