@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -25,10 +26,12 @@ class Registers:
         self.failure = False  # answer every request with "server device failure"
         self.delay_s = 0.0
         self.reads = 0
+        self.read_times: list[float] = []
         self.writes: list[tuple[int, list[int]]] = []
 
     async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # type: ignore[no-untyped-def]
         self.reads += 1
+        self.read_times.append(time.monotonic())
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.failure:

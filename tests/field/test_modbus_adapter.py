@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import struct
 from collections.abc import AsyncIterator
@@ -60,7 +61,7 @@ unit = "W"
 """
 
 
-def device_config(port: int, timeout_ms: int = 300, poll_ms: int = 50) -> config.DeviceConfig:
+def device_config(port: int, timeout_ms: int = 300, poll_ms: int = 50, min_gap_ms: int = 0) -> config.DeviceConfig:
     text = f"""
 [site]
 id = "t"
@@ -71,6 +72,7 @@ host = "127.0.0.1"
 port = {port}
 poll_ms = {poll_ms}
 timeout_ms = {timeout_ms}
+min_gap_ms = {min_gap_ms}
 {POINTS}"""
     return config.parse(text).devices[0]
 
@@ -238,3 +240,12 @@ async def test_out_of_range_write_is_refused(server: TestServer) -> None:
         await eventually(lambda: len(device.writes) == 1)
     assert not device.writes[0].ok
     assert server.registers.writes == []
+
+
+async def test_minimum_gap_between_requests_is_kept(server: TestServer) -> None:
+    device, _ = make_device(server.port, min_gap_ms=80, poll_ms=10)
+    async with running(device):
+        await eventually(lambda: server.registers.reads >= 8, what="eight requests")
+    times = server.registers.read_times
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.075, gaps
