@@ -66,28 +66,45 @@ class PointView:
 
 
 class Snapshot(Mapping[str, PointView]):
-    """An immutable view of the image at one instant of the monotonic clock."""
+    """An immutable view of the image at one instant of the monotonic clock.
 
-    __slots__ = ("_points", "t_mono", "t_wall")
+    Taking it copies only the dict of (immutable) samples; a point's age and effective quality
+    are worked out when the point is looked at, so a cycle pays for the points its phases read,
+    not for every point of the site.
+    """
 
-    def __init__(self, points: dict[str, PointView], t_mono: float, t_wall: float) -> None:
-        self._points = points
+    __slots__ = ("_max_age_s", "_samples", "t_mono", "t_wall")
+
+    def __init__(self, samples: dict[str, Sample], max_age_s: Mapping[str, float], t_mono: float,
+                 t_wall: float) -> None:
+        self._samples = samples
+        self._max_age_s = max_age_s
         self.t_mono = t_mono
         self.t_wall = t_wall
 
     def __getitem__(self, key: str) -> PointView:
-        return self._points[key]
+        sample = self._samples[key]
+        age = self.t_mono - sample.t_mono
+        quality = sample.quality
+        if quality is Quality.GOOD and age > self._max_age_s[key]:
+            quality = Quality.STALE
+        return PointView(sample, age if age > 0.0 else 0.0, quality)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._points)
+        return iter(self._samples)
 
     def __len__(self) -> int:
-        return len(self._points)
+        return len(self._samples)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._samples
 
     def value(self, point: str) -> float | None:
         """The numeric value of a GOOD point, else None: the safe accessor for controllers."""
-        view = self._points.get(point)
-        if view is None or not view.good or not isinstance(view.sample.value, int | float):
+        if point not in self._samples:
+            return None
+        view = self[point]
+        if not view.good or not isinstance(view.sample.value, int | float):
             return None
         return float(view.sample.value)
 
@@ -137,6 +154,7 @@ class ProcessImage:
 
     def __init__(self, specs: Iterable[PointSpec], history_len: int = 600) -> None:
         self._specs = {s.name: s for s in specs}
+        self._max_age_s = {name: s.max_age_s for name, s in self._specs.items()}
         now_m, now_w = time.monotonic(), time.time()
         self._latest: dict[str, Sample] = {
             name: Sample(name, None, s.unit, Quality.STALE, now_m, now_w, "no reading yet")
@@ -172,11 +190,4 @@ class ProcessImage:
 
     def snapshot(self, t_mono: float | None = None) -> Snapshot:
         now = time.monotonic() if t_mono is None else t_mono
-        views: dict[str, PointView] = {}
-        for name, sample in self._latest.items():
-            age = max(0.0, now - sample.t_mono)
-            quality = sample.quality
-            if quality is Quality.GOOD and age > self._specs[name].max_age_s:
-                quality = Quality.STALE
-            views[name] = PointView(sample, age, quality)
-        return Snapshot(views, now, time.time())
+        return Snapshot(dict(self._latest), self._max_age_s, now, time.time())
