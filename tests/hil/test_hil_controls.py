@@ -72,12 +72,13 @@ async def test_limit_reverts_after_rvrt_tms_without_refresh(fast_plant: Plant) -
         await client.write_single(_address(fast_plant, "inverter", 123, "WMaxLim_Ena"), 1)
         # Refreshing the limit every 5 plant seconds keeps it in force well past RvrtTms.
         refresh_until = fast_plant.state.t_s + 2 * revert_s
+        last_refresh = fast_plant.state.t_s
         while fast_plant.state.t_s < refresh_until:
             await client.write_single(pct_address, 400)
+            last_refresh = fast_plant.state.t_s  # plant time of the latest refresh, not of the loop's end
             await asyncio.sleep(5.0 / fast_plant.speed)
             assert fast_plant.devices[1].image.raw(123, "WMaxLim_Ena") == 1
         assert fast_plant.state.pv_w == pytest.approx(40_000.0, rel=0.02)
-        last_refresh = fast_plant.state.t_s
     # Without refresh it reverts to 100 % and disabled after RvrtTms ...
     await _wait_for(lambda: fast_plant.devices[1].image.raw(123, "WMaxLim_Ena") == 0, 6.0, "the revert")
     assert fast_plant.state.t_s - last_refresh >= revert_s - 0.2
