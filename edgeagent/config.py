@@ -7,6 +7,7 @@ The full key reference is in README.md ("Configuration").
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import tomllib
@@ -17,6 +18,7 @@ from typing import Any
 
 from edgeagent.configcheck import Checker, KeyLines
 from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
+from edgeagent.uplink.telemetry import TelemetryConfig
 
 EXIT_CONFIG = 2
 """Exit status for a configuration error; the systemd unit does not restart on it."""
@@ -98,6 +100,31 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    """The MQTT uplink. Plaintext to a non-loopback broker is refused unless `allow_insecure`."""
+
+    host: str
+    port: int
+    tls: bool
+    client_id: str
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    username: str | None
+    password_file: str | None
+    allow_insecure: bool
+    protocol: str
+    keepalive_s: int
+    inflight_max: int
+    budget_bytes: int
+    telemetry: TelemetryConfig
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str
     sha256: str
@@ -106,6 +133,7 @@ class Config:
     state_dir: str
     log: LogConfig
     devices: tuple[DeviceConfig, ...]
+    uplink: UplinkConfig | None = None
 
 
 def load(path: str | Path) -> Config:
@@ -128,7 +156,7 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_error(filename, exc)]) from None
     c = Checker(filename, KeyLines(text))
-    c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices"])
+    c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices", "uplink"])
     site = _site(c, c.table(doc, "site", ""))
     scan = _scan(c, c.table(doc, "scan", ""))
     storage = c.table(doc, "storage", "")
@@ -145,10 +173,11 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     if not devices_t:
         c.error("devices", "at least one device is required")
     _check_unique_points(c, devices)
+    uplink = _uplink(c, doc["uplink"], site, devices) if "uplink" in doc else None
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices)
+                  state_dir, log_cfg, devices, uplink)
 
 
 def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
@@ -307,3 +336,70 @@ def _check_unique_points(c: Checker, devices: tuple[DeviceConfig, ...]) -> None:
                 c.error(f"devices.{d.name}.points[{i}]",
                         f"point name '{n}' is already used by points[{seen[n]}]; give one a distinct name")
             seen.setdefault(n, i)
+
+
+_UPLINK_KEYS = ["broker", "client_id", "ca_file", "cert_file", "key_file", "username", "password_file",
+                "allow_insecure", "protocol", "keepalive_s", "inflight_max", "budget_mb", "telemetry"]
+_LOOPBACK = re.compile(r"127(\.\d{1,3}){3}|::1|localhost")
+
+
+def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig, ...]) -> UplinkConfig | None:
+    if not _is_table(c, t, "uplink"):
+        return None
+    c.only_keys(t, "uplink", _UPLINK_KEYS)
+    broker = c.string(t, "broker", "uplink")
+    m = re.fullmatch(r"(mqtts?)://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?/?", broker)
+    if broker and not m:
+        c.error("uplink.broker", "must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]", broker)
+    tls = bool(m and m.group(1) == "mqtts")
+    host = m.group(2).strip("[]") if m else ""
+    port = int(m.group(3)) if m and m.group(3) else (8883 if tls else 1883)
+    if not 1 <= port <= 65535:
+        c.error("uplink.broker", "port must be 1-65535", broker)
+    allow_insecure = c.boolean(t, "allow_insecure", "uplink", default=False)
+    if m and not tls and not _LOOPBACK.fullmatch(host) and not allow_insecure:
+        c.error("uplink.broker", "refusing plaintext MQTT to a non-loopback broker: credentials and plant data "
+                "would cross the network readable; use mqtts:// or set uplink.allow_insecure = true", broker)
+    files = {key: c.string(t, key, "uplink", default="") or None
+             for key in ("ca_file", "cert_file", "key_file", "password_file")}
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        c.error("uplink.cert_file" if files["cert_file"] is None else "uplink.key_file",
+                "cert_file and key_file go together")
+    if not tls and (files["ca_file"] or files["cert_file"]):
+        c.error("uplink.broker", "ca_file/cert_file are set but the broker URL is not mqtts://", broker)
+    username = c.string(t, "username", "uplink", default="") or None
+    if files["password_file"] and username is None:
+        c.error("uplink.password_file", "a password needs a username")
+    telemetry = _telemetry(c, c.table(t, "telemetry", "uplink"), devices)
+    return UplinkConfig(
+        host=host, port=port, tls=tls,
+        client_id=c.string(t, "client_id", "uplink", default=f"edgeagent-{site.site_id}-{site.node_id}"),
+        ca_file=files["ca_file"], cert_file=files["cert_file"], key_file=files["key_file"],
+        username=username, password_file=files["password_file"], allow_insecure=allow_insecure,
+        protocol=c.string(t, "protocol", "uplink", default="auto", choices=["auto", "5", "3.1.1"]),
+        keepalive_s=c.integer(t, "keepalive_s", "uplink", default=30, minimum=5, maximum=3600),
+        inflight_max=c.integer(t, "inflight_max", "uplink", default=100, minimum=1, maximum=65535),
+        budget_bytes=int(c.number(t, "budget_mb", "uplink", default=64, minimum=0.01, maximum=1_000_000) * 2**20),
+        telemetry=telemetry,
+    )
+
+
+def _telemetry(c: Checker, t: dict[str, Any], devices: tuple[DeviceConfig, ...]) -> TelemetryConfig:
+    path = "uplink.telemetry"
+    c.only_keys(t, path, ["interval_ms", "integrity_s", "min_interval_ms", "default_deadband", "deadbands"])
+    deadbands_t = c.table(t, "deadbands", path)
+    known = {name for d in devices for name in d.point_names()}
+    deadbands: dict[str, float] = {}
+    for point in deadbands_t:
+        if point not in known:
+            close = difflib.get_close_matches(point, sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            c.error(f"{path}.deadbands.{point}", f"no such point{hint}")
+        deadbands[point] = c.number(deadbands_t, point, f"{path}.deadbands", minimum=0)
+    return TelemetryConfig(
+        interval_s=c.number(t, "interval_ms", path, default=1000, minimum=10, maximum=3_600_000) / 1000,
+        integrity_s=c.number(t, "integrity_s", path, default=300, minimum=1, maximum=86_400),
+        min_interval_s=c.number(t, "min_interval_ms", path, default=1000, minimum=0, maximum=3_600_000) / 1000,
+        default_deadband=c.number(t, "default_deadband", path, default=0.0, minimum=0),
+        deadbands=deadbands,
+    )

@@ -40,11 +40,16 @@ class LinkState:
         self.reason = "not started"
         self.restarts = 0
         self._logged_down: str | None = None
+        self.on_change: Callable[[LinkState, str], None] | None = None
+        """Called with (state, "connected" | "recovered" | "offline") on each transition."""
 
     def set_up(self, **fields: object) -> None:
         if not self.up:
             event = "recovered" if self.ever_up else "connected"
             log.info(f"{self.name}.{event}", **self.fields, **fields)
+            self.up = True
+            if self.on_change is not None:
+                self.on_change(self, event)
         self.up = self.ever_up = True
         self.reason = ""
         self._logged_down = None
@@ -54,6 +59,10 @@ class LinkState:
         if self._logged_down is None:
             log.warning(f"{self.name}.offline", **self.fields, reason=reason)
             self._logged_down = reason
+            self.up = False
+            self.reason = reason
+            if self.on_change is not None:
+                self.on_change(self, "offline")
         else:
             log.debug(f"{self.name}.retry", **self.fields, reason=reason, first_reason=self._logged_down)
         self.up = False

@@ -1,0 +1,1 @@
+"""The uplink: durable outbox, MQTT client, topic and message schemas."""
