@@ -220,3 +220,53 @@ def test_arbitrary_scan_values_never_crash(scan: dict[str, object]) -> None:
         assert 0.01 <= cfg.scan.period_s <= 10
     except config.ConfigError as exc:
         assert exc.problems
+
+
+UPLINK = GOOD + """
+[uplink]
+broker = "mqtts://broker.example.net"
+ca_file = "/etc/edgeagent/ca.pem"
+username = "edge-01"
+password_file = "/etc/edgeagent/mqtt.pass"
+
+[uplink.telemetry]
+interval_ms = 500
+integrity_s = 600
+
+[uplink.telemetry.deadbands]
+"pcc.W" = 100
+"""
+
+
+def test_uplink_section_loads() -> None:
+    up = config.parse(UPLINK).uplink
+    assert up is not None
+    assert (up.host, up.port, up.tls, up.username) == ("broker.example.net", 8883, True, "edge-01")
+    assert up.client_id == "edgeagent-plant-7-edge-01"
+    assert up.telemetry.interval_s == 0.5 and up.telemetry.deadbands == {"pcc.W": 100.0}
+    assert config.parse(GOOD).uplink is None
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (('broker = "mqtts://broker.example.net"', 'broker = "mqtt://broker.example.net"'),
+     "uplink.broker: refusing plaintext MQTT to a non-loopback broker"),
+    (('broker = "mqtts://broker.example.net"', 'broker = "http://broker"'),
+     "uplink.broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"),
+    (('"pcc.W" = 100', '"pcc.WW" = 100'), "uplink.telemetry.deadbands.pcc.WW: no such point; did you mean 'pcc.W'?"),
+    (('username = "edge-01"\n', ""), "uplink.password_file: a password needs a username"),
+    (('ca_file = "/etc/edgeagent/ca.pem"', 'cert_file = "/etc/edgeagent/c.pem"'),
+     "uplink.key_file: cert_file and key_file go together"),
+])
+def test_uplink_mistakes(change: tuple[str, str], expected: str) -> None:
+    lines = problems(UPLINK.replace(*change))
+    assert any(expected in line for line in lines), lines
+    assert all(line.startswith("site.toml:") for line in lines)
+
+
+def test_plaintext_to_loopback_is_fine_and_insecure_needs_a_flag() -> None:
+    local = config.parse(UPLINK.replace("mqtts://broker.example.net", "mqtt://127.0.0.1:1884")
+                         .replace('ca_file = "/etc/edgeagent/ca.pem"\n', ""))
+    assert local.uplink is not None and local.uplink.port == 1884 and not local.uplink.tls
+    remote = config.parse(UPLINK.replace("mqtts://broker.example.net", "mqtt://10.0.0.5")
+                          .replace('ca_file = "/etc/edgeagent/ca.pem"', "allow_insecure = true"))
+    assert remote.uplink is not None and remote.uplink.allow_insecure
