@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="sunny-day", help="plant scenario name or file (default sunny-day)")
     demo.add_argument("--speed", type=float, default=1.0, metavar="X", help="run the plant's clock X times faster")
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
-    demo.add_argument("--state-dir", type=Path, help="keep state (logs, later outbox and audit) in DIR")
+    demo.add_argument("--state-dir", type=Path, help="keep state (logs, outbox, later audit) in DIR")
+    demo.add_argument("--broker", metavar="URL", help="publish to this MQTT broker (mqtt://HOST:PORT) instead of "
+                      "a local mosquitto started for the demo")
     return p
 
 
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from edgeagent.demo import run_demo
 
-            return run_demo(args.scenario, args.duration, args.speed, args.json, args.state_dir)
+            return run_demo(args.scenario, args.duration, args.speed, args.json, args.state_dir, args.broker)
     except KeyboardInterrupt:
         return EXIT_OK
     return config.EXIT_CONFIG

@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -23,10 +24,12 @@ from edgeagent.cycle import Command, CycleRecord, ScanCycle
 from edgeagent.field.modbus import ModbusDevice
 from edgeagent.image import PointSpec, ProcessImage, Quality
 from edgeagent.notify import Notifier
+from edgeagent.supervise import LinkState
+from edgeagent.uplink.service import Identity, Uplink
 
 log = structlog.get_logger("edgeagent.daemon")
 
-SHUTDOWN_TIMEOUT_S = 5.0
+SHUTDOWN_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +55,27 @@ class Daemon:
         specs = [PointSpec(name, "", d.max_age_s) for d in cfg.devices for name in d.point_names()]
         self.image = ProcessImage(specs, history_len=cfg.scan.history_len)
         self.devices = {d.name: ModbusDevice(d, self.image) for d in cfg.devices}
+        self.uplink: Uplink | None = None
+        if cfg.uplink is not None:
+            identity = Identity(cfg.site.site_id, cfg.site.node_id, __version__, cfg.sha256)
+            self.uplink = Uplink(cfg.uplink, identity, Path(cfg.state_dir), self.image)
+            for device in self.devices.values():
+                device.link.on_change = self._device_event
         self.cycle = ScanCycle(self.image, cfg.scan.period_s, write=self._route, on_cycle=self._on_cycle)
         self.started_mono = time.monotonic()
         self.stop_event = asyncio.Event()
         self._watchdog_every_s = min(1.0, self.notifier.watchdog_interval_s() or 1.0)
         self._last_watchdog = 0.0
         self._unroutable: set[str] = set()
+
+    def _device_event(self, link: LinkState, change: str) -> None:
+        if self.uplink is None:
+            return
+        device = str(link.fields.get("device", ""))
+        if change == "offline":
+            self.uplink.emit_event("device.offline", "warning", {"device": device, "reason": link.reason})
+        else:
+            self.uplink.emit_event(f"device.{change}", "info", {"device": device})
 
     def _route(self, command: Command) -> None:
         device = self.devices.get(command.device)
@@ -99,6 +117,9 @@ class Daemon:
                 tasks.append(tg.create_task(device.run(), name=f"device:{name}"))
             tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
             tasks.append(tg.create_task(self._status_loop(), name="status"))
+            uplink_task = None
+            if self.uplink is not None:
+                uplink_task = tg.create_task(self.uplink.run(), name="uplink")
             for factory in extra_tasks:
                 tasks.append(tg.create_task(factory(), name="extra"))
             self.notifier.ready(f"running: {self.health().line()}")
@@ -108,8 +129,11 @@ class Daemon:
             self.notifier.stopping()
             for device in self.devices.values():
                 device.stop()
+            if self.uplink is not None:
+                self.uplink.request_stop()  # it ends itself: goodbye, DISCONNECT, outbox closed
             for task in tasks:
-                task.cancel()
+                if task is not uplink_task:
+                    task.cancel()
         log.info("daemon.stopped", **self.cycle_summary())
 
     async def _status_loop(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import IO, Any
 
-from edgeagent import config, logs
+from edgeagent import config, demo_uplink, logs
 from edgeagent.daemon import Daemon
 from edgeagent.image import Quality
 from edgeagent.view import format_value, render
@@ -39,7 +39,7 @@ class Check:
 
 
 def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: bool,
-             state_dir: Path | None) -> int:
+             state_dir: Path | None, broker: str | None = None) -> int:
     if duration_s is not None and duration_s <= 0:
         print("--duration must be positive", file=sys.stderr)
         return 2
@@ -59,8 +59,8 @@ def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: boo
             return 1
         logs.configure("json", "info", stream=log_file)
         try:
-            summary = asyncio.run(_demo(scenario, duration_s, speed, state_dir, hil_log))
-        except DemoError as exc:
+            summary = asyncio.run(_demo(scenario, duration_s, speed, state_dir, hil_log, broker))
+        except (DemoError, ValueError) as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 2
         _print_summary(summary, as_json, state_dir if kept else None)
@@ -68,28 +68,35 @@ def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: boo
 
 
 async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir: Path,
-                hil_log: IO[str]) -> dict[str, Any]:
+                hil_log: IO[str], broker_url: str | None) -> dict[str, Any]:
+    plant_scenario, up = await demo_uplink.prepare(scenario, broker_url, state_dir)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hil", "serve", "--scenario", scenario, "--speed", str(speed),
+        sys.executable, "-m", "hil", "serve", "--scenario", plant_scenario, "--speed", str(speed),
         "--host", "127.0.0.1", "--port-base", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
         ready = await _wait_ready(proc, hil_log)
-        cfg = _demo_config(ready, state_dir)
+        ready["scenario"] = scenario
+        cfg = _demo_config(ready, state_dir, up.config_toml())
         daemon = Daemon(cfg)
+        await up.start_witness(cfg.site.site_id, cfg.site.node_id)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.request_stop)
         started = time.monotonic()
         async with asyncio.TaskGroup() as tg:
-            drain = tg.create_task(_drain(proc, hil_log))
+            background = [tg.create_task(_drain(proc, hil_log)), tg.create_task(up.run_witness()),
+                          tg.create_task(up.drive_outage(duration_s))]
             async with asyncio.TaskGroup() as inner:
                 inner.create_task(daemon.run())
-                inner.create_task(_view_loop(daemon, ready, duration_s, started, live=sys.stdout.isatty()))
+                inner.create_task(_view_loop(daemon, up, ready, duration_s, started, live=sys.stdout.isatty()))
             elapsed = time.monotonic() - started
-            summary = _summary(daemon, ready, elapsed)
-            drain.cancel()
+            await asyncio.sleep(0.5)  # the witness sees the goodbye
+            summary = _summary(daemon, up, ready, elapsed)
+            up.stop_witness()
+            for task in background:
+                task.cancel()
         return summary
     finally:
         if proc.returncode is None:
@@ -100,6 +107,8 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+        if up.broker is not None:
+            await up.broker.stop()
 
 
 async def _wait_ready(proc: asyncio.subprocess.Process, hil_log: IO[str]) -> dict[str, Any]:
@@ -135,41 +144,53 @@ async def _drain(proc: asyncio.subprocess.Process, hil_log: IO[str]) -> None:
         await asyncio.gather(copy(proc.stdout), copy(proc.stderr))
 
 
-def _demo_config(ready: dict[str, Any], state_dir: Path) -> config.Config:
+def _demo_config(ready: dict[str, Any], state_dir: Path, extra_toml: str = "") -> config.Config:
     template = resources.files("edgeagent").joinpath("examples/demo.toml").read_text(encoding="utf-8")
     text = Template(template).substitute(
         state_dir=str(state_dir).replace("\\", "/"), meter_port=ready["ports"]["meter"],
         inverter_port=ready["ports"]["inverter"], bess_port=ready["ports"]["bess"],
     )
-    return config.parse(text, "demo.toml")
+    return config.parse(text + extra_toml, "demo.toml")
 
 
-async def _view_loop(daemon: Daemon, ready: dict[str, Any], duration_s: float | None,
-                     started: float, live: bool) -> None:
+async def _view_loop(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any],
+                     duration_s: float | None, started: float, live: bool) -> None:
     """Refresh the terminal view every second; stop the daemon when the duration is over."""
     try:
         last_line = 0.0
         while not daemon.stop_event.is_set():
             elapsed = time.monotonic() - started
             if duration_s is not None and elapsed >= duration_s:
+                if daemon.uplink is not None:
+                    await up.drain(daemon.uplink)
                 daemon.request_stop()
                 break
             header = (f"edgeagent demo — scenario {ready.get('scenario', '?')}, speed {ready.get('speed', 1)}x, "
                       f"{elapsed:5.1f} s" + (f" of {duration_s:g} s" if duration_s else " (Ctrl-C to stop)"))
             devices = {name: ("online" if d.online else f"OFFLINE: {d.link.reason}")
                        for name, d in daemon.devices.items()}
+            if daemon.uplink is not None:
+                devices["uplink"] = _uplink_line(daemon, up)
             if live:
                 sys.stdout.write("\x1b[H\x1b[2J" + render(daemon.image.snapshot(), header, devices) + "\n")
                 sys.stdout.flush()
             elif elapsed - last_line >= 5.0 or last_line == 0.0:
                 last_line = elapsed or 1e-9
-                print(f"[{elapsed:5.1f} s] {daemon.health().line()}", file=sys.stderr, flush=True)
+                uplink = f"; uplink {devices['uplink']}" if "uplink" in devices else ""
+                print(f"[{elapsed:5.1f} s] {daemon.health().line()}{uplink}", file=sys.stderr, flush=True)
             await asyncio.sleep(1.0)
     finally:
         daemon.request_stop()
 
 
-def _summary(daemon: Daemon, ready: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+def _uplink_line(daemon: Daemon, up: demo_uplink.DemoUplink) -> str:
+    assert daemon.uplink is not None
+    link = daemon.uplink.mqtt.link
+    state = f"online ({up.broker_url})" if link.up else f"OFFLINE: {up.note or link.reason}"
+    return f"{state}, {daemon.uplink.backlog()} records waiting"
+
+
+def _summary(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
     snap = daemon.image.snapshot()
     points = {
         name: {"value": view.value, "unit": view.sample.unit, "quality": view.quality.value,
@@ -188,6 +209,17 @@ def _summary(daemon: Daemon, ready: dict[str, Any], elapsed_s: float) -> dict[st
         Check("no_phase_faults", cycle["phase_faults"] == 0, f"{cycle['phase_faults']} phase faults"),
         Check("cycle_ran", cycle["cycles"] > 0, f"{cycle['cycles']} cycles"),
     ]
+    uplink: dict[str, Any] = {}
+    if daemon.uplink is not None:
+        uplink = up.summary(daemon.uplink)
+        if "lost" in uplink:
+            checks.append(Check("no_records_lost", uplink["lost"] == 0,
+                                f"emitted {uplink['emitted']}, received {uplink['received']}, "
+                                f"waiting {uplink['backlog']}, lost {uplink['lost']}"))
+        if up.outage is not None:
+            checks.append(Check("broker_outage_survived", up.outage_done and uplink.get("backlog") == 0,
+                                f"outage {'done' if up.outage_done else 'not reached'}, "
+                                f"max backlog {uplink['max_backlog']}"))
     return {
         "scenario": ready.get("scenario"),
         "duration_s": round(elapsed_s, 3),
@@ -197,6 +229,8 @@ def _summary(daemon: Daemon, ready: dict[str, Any], elapsed_s: float) -> dict[st
         "points": points,
         "devices": devices,
         "cycle": cycle,
+        **({"uplink": uplink, **{k: uplink[k] for k in ("emitted", "delivered", "lost", "max_backlog")
+                                 if k in uplink}} if uplink else {}),
     }
 
 

@@ -38,6 +38,8 @@ class TelemetryPolicy:
 
     def select(self, snapshot: Snapshot, now_s: float) -> TelemetryBatch | None:
         """The batch to send at `now_s` (monotonic seconds), or None."""
+        if not snapshot:
+            return None
         if self._last_integrity is None or now_s - self._last_integrity >= self.cfg.integrity_s:
             self._last_integrity = self._last_change = now_s
             points = tuple((name, snapshot[name]) for name in snapshot)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from edgeagent.image import PointSpec, ProcessImage, Quality, Sample
 from edgeagent.uplink.telemetry import TelemetryConfig, TelemetryPolicy
 
@@ -67,5 +69,5 @@ def test_integrity_snapshot_repeats_and_rate_cap_holds() -> None:
         kinds.append(batch.kind if batch else None)
     assert [t for t, k in enumerate(kinds) if k == "integrity"] == [0, 10, 20]
     changes = [t for t, k in enumerate(kinds) if k == "change"]
-    assert all(b - a >= 2 for a, b in zip(changes, changes[1:], strict=False))
+    assert all(b - a >= 2 for a, b in itertools.pairwise(changes))
     assert len(changes) >= 8
