@@ -86,15 +86,14 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
             loop.add_signal_handler(sig, daemon.request_stop)
         started = time.monotonic()
         async with asyncio.TaskGroup() as tg:
-            background = [tg.create_task(_drain(proc, hil_log)), tg.create_task(up.run_witness()),
-                          tg.create_task(up.drive_outage(duration_s))]
+            background = [tg.create_task(_drain(proc, hil_log)), tg.create_task(up.drive_outage(duration_s))]
             async with asyncio.TaskGroup() as inner:
                 inner.create_task(daemon.run())
                 inner.create_task(_view_loop(daemon, up, ready, duration_s, started, live=sys.stdout.isatty()))
             elapsed = time.monotonic() - started
             await asyncio.sleep(0.5)  # the witness sees the goodbye
             summary = _summary(daemon, up, ready, elapsed)
-            up.stop_witness()
+            await asyncio.to_thread(up.stop_witness)
             for task in background:
                 task.cancel()
         return summary

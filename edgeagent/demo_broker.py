@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -30,9 +31,15 @@ class DemoBroker:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        store = workdir / "mosquitto-store"
+        store.mkdir(parents=True, exist_ok=True)
+        # Persistence keeps the witness's session (its subscription and queue) across the
+        # broker-outage scenario's restart, as a utility's broker would.
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n")
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {store}/\nmax_queued_messages 0\n"
+            f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n"
+            + ("user root\n" if os.geteuid() == 0 else ""))
         self._proc: asyncio.subprocess.Process | None = None
 
     @property

@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
 from edgeagent.demo_broker import DemoBroker, find_mosquitto, free_port
 from edgeagent.uplink.messages import NAMESPACE
-from edgeagent.uplink.mqtt import BrokerConfig, MqttLink
 from edgeagent.uplink.service import Uplink
 
 DRAIN_TIMEOUT_S = 15.0
@@ -37,13 +40,33 @@ UPLINK_SCENARIOS: dict[str, tuple[str, BrokerOutage]] = {"broker-outage": ("sunn
 
 @dataclass
 class Witness:
-    """Counts what a consumer on the broker actually received, by record id and kind."""
+    """Counts what a consumer on the broker actually received, by record id and kind.
+
+    It is paho's own threaded client with a persistent session (QoS 1), as a utility's SCADA
+    would subscribe: the broker queues for it while it reconnects, so what it misses is lost.
+    """
 
     ids: set[int] = field(default_factory=set)
     duplicates: int = 0
     replayed: int = 0
     states: list[str] = field(default_factory=list)
-    schemas: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _client: paho.Client | None = None
+
+    def start(self, host: str, port: int, topic: str, client_id: str) -> None:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        client.on_message = lambda c, u, msg: self.on_message(msg.topic, bytes(msg.payload))
+        client.reconnect_delay_set(1, 2)
+        client.connect_async(host, port, keepalive=10)
+        client.loop_start()
+        self._client = client
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
 
     def on_message(self, topic: str, payload: bytes) -> None:
         try:
@@ -52,17 +75,16 @@ class Witness:
             return
         if not isinstance(doc, dict):
             return
-        schema = str(doc.get("schema"))
-        self.schemas[schema] = self.schemas.get(schema, 0) + 1
-        if topic.endswith("/state"):
-            self.states.append(str(doc.get("status")))
-            return
-        record_id = doc.get("id")
-        if isinstance(record_id, int):
-            if record_id in self.ids:
-                self.duplicates += 1
-            self.ids.add(record_id)
-            self.replayed += bool(doc.get("replayed"))
+        with self._lock:
+            if topic.endswith("/state"):
+                self.states.append(str(doc.get("status")))
+                return
+            record_id = doc.get("id")
+            if isinstance(record_id, int):
+                if record_id in self.ids:
+                    self.duplicates += 1
+                self.ids.add(record_id)
+                self.replayed += bool(doc.get("replayed"))
 
 
 @dataclass
@@ -74,27 +96,20 @@ class DemoUplink:
     note: str
     outage: BrokerOutage | None = None
     witness: Witness = field(default_factory=Witness)
-    _link: MqttLink | None = None
     outage_done: bool = False
 
     def config_toml(self) -> str:
         return f'\n[uplink]\nbroker = "{self.broker_url}"\n\n[uplink.telemetry]\ninterval_ms = 1000\n'
 
     async def start_witness(self, site: str, node: str) -> None:
-        if self.broker is None and self.note:
+        if self.note:
             return
         host, port = _host_port(self.broker_url)
-        self._link = MqttLink(BrokerConfig(host=host, port=port, client_id=f"demo-witness-{node}"),
-                              on_message=self.witness.on_message,
-                              subscriptions=[f"{NAMESPACE}/{site}/{node}/#"])
-
-    async def run_witness(self) -> None:
-        if self._link is not None:
-            await self._link.run()
+        topic = f"{NAMESPACE}/{site}/{node}/#"
+        await asyncio.to_thread(self.witness.start, host, port, topic, f"demo-witness-{node}")
 
     def stop_witness(self) -> None:
-        if self._link is not None:
-            self._link.stop()
+        self.witness.stop()
 
     async def drive_outage(self, duration_s: float | None) -> None:
         """Stop the broker and bring it back, at fractions of the run (default 60 s)."""
@@ -109,7 +124,7 @@ class DemoUplink:
 
     async def drain(self, uplink: Uplink) -> None:
         """Give the backlog a bounded time to reach the broker before the daemon stops."""
-        if self.broker is None and self.note:
+        if self.note:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_TIMEOUT_S):

@@ -123,3 +123,18 @@ async def test_demo_with_unknown_scenario_says_so_and_exits_2() -> None:
     assert proc.returncode == 2
     text = err.decode()
     assert "no-such-day" in text and "Traceback" not in text
+
+
+async def test_demo_broker_outage_loses_nothing(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgeagent", "demo", "--scenario", "broker-outage", "--duration", "16",
+        "--speed", "5", "--json", "--state-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    summary = json.loads(out.decode().strip().splitlines()[-1])
+    assert summary["passed"] is True
+    assert summary["lost"] == 0 and summary["emitted"] == summary["delivered"] > 5
+    assert summary["max_backlog"] > 0  # records waited while the broker was down
+    assert summary["uplink"]["replayed"] > 0
+    assert {c["name"] for c in summary["checks"]} >= {"no_records_lost", "broker_outage_survived"}

@@ -91,6 +91,7 @@ class Uplink:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, Record] = {}
         self._acked: list[Record] = []
+        self._acked_ids: set[int] = set()  # PUBACKed, not yet deleted from the outbox: never resend
         self._ack_wake = asyncio.Event()
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -163,7 +164,7 @@ class Uplink:
             window = self.mqtt.free_window
             after = self._after()
             records = await self.outbox.pending(window, after) if window > 0 else []
-            records = [r for r in records if r.id not in self._in_flight]
+            records = [r for r in records if r.id not in self._in_flight and r.id not in self._acked_ids]
             for record in records:
                 self._send(record)
             if not records:
@@ -196,6 +197,7 @@ class Uplink:
             self._wake.set()  # it will be fetched again from the outbox
             return
         self._acked.append(record)
+        self._acked_ids.add(record.id)
         self._ack_wake.set()
         self._wake.set()
 
@@ -212,6 +214,7 @@ class Uplink:
             await self.outbox.ack([r.id for r in batch])
             for r in batch:
                 self.counters.delivered[r.lane.value] += 1
+                self._acked_ids.discard(r.id)
 
     async def _telemetry(self) -> None:
         interval = self.cfg.telemetry.interval_s
