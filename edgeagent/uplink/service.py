@@ -249,6 +249,7 @@ class Uplink:
         self._wake.set()
 
     async def refresh_stats(self) -> OutboxStats:
+        await self._started.wait()
         self.stats = await self.outbox.stats()
         self.counters.max_backlog = max(self.counters.max_backlog, self.backlog())
         return self.stats
