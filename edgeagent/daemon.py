@@ -42,10 +42,12 @@ class Health:
     points: int
     cycles: int
     overruns: int
+    uplink: str = ""
 
     def line(self) -> str:
         return (f"devices {self.devices_online}/{self.devices} online, points {self.points_good}/"
-                f"{self.points} good, cycles {self.cycles}, overruns {self.overruns}")
+                f"{self.points} good, cycles {self.cycles}, overruns {self.overruns}"
+                + (f", uplink {self.uplink}" if self.uplink else ""))
 
 
 class Daemon:
@@ -101,6 +103,8 @@ class Daemon:
             points=len(snap),
             cycles=self.cycle.stats.cycles,
             overruns=self.cycle.stats.overruns,
+            uplink=(f"{'online' if self.uplink.mqtt.connected else 'offline'} ({self.uplink.backlog()} waiting)"
+                    if self.uplink is not None else ""),
         )
 
     def request_stop(self) -> None:
