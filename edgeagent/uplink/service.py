@@ -91,7 +91,7 @@ class Uplink:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, Record] = {}
         self._acked: list[Record] = []
-        self._acked_ids: set[int] = set()  # PUBACKed, not yet deleted from the outbox: never resend
+        self._acked_ids: dict[int, Record] = {}  # PUBACKed, not yet deleted from the outbox: never resend
         self._ack_wake = asyncio.Event()
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -174,10 +174,11 @@ class Uplink:
                         await self._wake.wait()
 
     def _after(self) -> dict[Lane, int] | None:
-        if not self._in_flight:
+        """Per lane, the newest id sent and not yet deleted: the next fetch starts after it."""
+        if not self._in_flight and not self._acked_ids:
             return None
         after: dict[Lane, int] = {}
-        for record in self._in_flight.values():
+        for record in (*self._in_flight.values(), *self._acked_ids.values()):
             after[record.lane] = max(after.get(record.lane, 0), record.id)
         return after
 
@@ -197,7 +198,7 @@ class Uplink:
             self._wake.set()  # it will be fetched again from the outbox
             return
         self._acked.append(record)
-        self._acked_ids.add(record.id)
+        self._acked_ids[record.id] = record
         self._ack_wake.set()
         self._wake.set()
 
@@ -206,7 +207,7 @@ class Uplink:
             await self._ack_wake.wait()
             self._ack_wake.clear()
             await self._ack_now()
-            await asyncio.sleep(0.02)  # let a few PUBACKs collect into one transaction
+            await asyncio.sleep(0.05)  # let PUBACKs collect into one transaction (one fsync)
 
     async def _ack_now(self) -> None:
         while self._acked:
@@ -214,7 +215,8 @@ class Uplink:
             await self.outbox.ack([r.id for r in batch])
             for r in batch:
                 self.counters.delivered[r.lane.value] += 1
-                self._acked_ids.discard(r.id)
+                self._acked_ids.pop(r.id, None)
+        self._wake.set()
 
     async def _telemetry(self) -> None:
         interval = self.cfg.telemetry.interval_s
