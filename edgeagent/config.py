@@ -117,6 +117,7 @@ class UplinkConfig:
     keepalive_s: int
     inflight_max: int
     budget_bytes: int
+    thin_keep_one_in: int
     telemetry: TelemetryConfig
 
     @property
@@ -339,7 +340,8 @@ def _check_unique_points(c: Checker, devices: tuple[DeviceConfig, ...]) -> None:
 
 
 _UPLINK_KEYS = ["broker", "client_id", "ca_file", "cert_file", "key_file", "username", "password_file",
-                "allow_insecure", "protocol", "keepalive_s", "inflight_max", "budget_mb", "telemetry"]
+                "allow_insecure", "protocol", "keepalive_s", "inflight_max", "budget_mb", "thin_keep_one_in",
+                "telemetry"]
 _LOOPBACK = re.compile(r"127(\.\d{1,3}){3}|::1|localhost")
 
 
@@ -380,6 +382,7 @@ def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig, .
         keepalive_s=c.integer(t, "keepalive_s", "uplink", default=30, minimum=5, maximum=3600),
         inflight_max=c.integer(t, "inflight_max", "uplink", default=100, minimum=1, maximum=65535),
         budget_bytes=int(c.number(t, "budget_mb", "uplink", default=64, minimum=0.01, maximum=1_000_000) * 2**20),
+        thin_keep_one_in=c.integer(t, "thin_keep_one_in", "uplink", default=4, minimum=2, maximum=1000),
         telemetry=telemetry,
     )
 

@@ -76,7 +76,8 @@ class Uplink:
         self.handler = handler
         self.topics = messages.Topics(identity.site, identity.node)
         self.started_wall = time.time()
-        self.outbox = AsyncOutbox(lambda: Outbox(state_dir / "outbox.sqlite", budget_bytes=cfg.budget_bytes))
+        self.outbox = AsyncOutbox(lambda: Outbox(state_dir / "outbox.sqlite", budget_bytes=cfg.budget_bytes,
+                                                 thin_keep_one_in=cfg.thin_keep_one_in))
         self.mqtt = MqttLink(
             broker_config(cfg),
             will=(self.topics.state, messages.will(identity.site, identity.node), True),
@@ -252,8 +253,14 @@ class Uplink:
 
     async def refresh_stats(self) -> OutboxStats:
         await self._started.wait()
+        was_over = self.stats.over_budget if self.stats else False
         self.stats = await self.outbox.stats()
         self.counters.max_backlog = max(self.counters.max_backlog, self.backlog())
+        if self.stats.over_budget != was_over:
+            # The health alarm: events and decisions alone exceed the budget (they are kept).
+            name = "outbox.over_budget" if self.stats.over_budget else "outbox.within_budget"
+            self.emit_event(name, "alarm" if self.stats.over_budget else "info",
+                            {"bytes": self.stats.bytes, "budget_bytes": self.stats.budget_bytes})
         return self.stats
 
     def in_flight(self) -> int:

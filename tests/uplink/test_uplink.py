@@ -184,3 +184,20 @@ async def test_tiny_budget_thins_telemetry_and_keeps_every_event(tmp_path: Path)
     assert kept_events == [r.id for r in events]
     assert stats.thinned + stats.dropped > 0
     assert stats.bytes <= 0.02 * 2**20 * 1.1
+
+
+async def test_events_alone_over_budget_raise_the_alarm_event_and_are_kept(tmp_path: Path) -> None:
+    from tests.mosquitto import free_port
+
+    uplink = make_uplink(free_port(), tmp_path, budget_mb=0.01)  # ~10 KiB, no broker
+    async with running(uplink):
+        ids = [(await uplink.emit(Lane.EVENT, "events",
+                                  messages.event("site-1", "edge-01", "t.e", "info", {"pad": "y" * 200}))).id
+               for _ in range(80)]
+        await uplink.refresh_stats()
+        assert uplink.stats is not None and uplink.stats.over_budget
+        await uplink.outbox.flush()
+        pending = await uplink.outbox.pending(10_000)
+    events = [json.loads(r.payload) for r in pending if r.lane is Lane.EVENT]
+    assert [r.id for r in pending if r.lane is Lane.EVENT][: len(ids)] == ids
+    assert any(e["event"] == "outbox.over_budget" and e["severity"] == "alarm" for e in events)
