@@ -42,7 +42,8 @@ def test_interlock_safe_action_overrides_controllers_and_says_so() -> None:
 
 def test_most_conservative_trip_wins() -> None:
     arb = Arbiter(BOUNDS)
-    (out,) = arb(snap(), (Command("pv", "WMaxLimPct", 50, "interlock:a"), Command("pv", "WMaxLimPct", 0, "interlock:b")))
+    (out,) = arb(snap(), (Command("pv", "WMaxLimPct", 50, "interlock:a"),
+                          Command("pv", "WMaxLimPct", 0, "interlock:b")))
     assert out.value == 0 and out.origin == "interlock:b"
 
 
