@@ -124,8 +124,8 @@ class DemoUplink:
 
     async def drain(self, uplink: Uplink) -> None:
         """Give the backlog a bounded time to reach the broker before the daemon stops."""
-        if self.note:
-            return
+        if self.note or not uplink.mqtt.connected:
+            return  # no broker now: the records wait in the outbox, and the summary says how many
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_TIMEOUT_S):
                 while True:
