@@ -1,0 +1,455 @@
+"""Interlocks: the first phase of every scan cycle, and the one that always wins.
+
+Each interlock watches one or more points for a condition (above, below, outside a band, rate of
+change too fast), with hysteresis, a pickup delay and a dropout delay. While it is tripped it
+requests its safe setpoints every cycle (so a device that reverts or is overwritten gets them back
+at once). A latching interlock stays tripped after the condition goes away until someone resets it
+locally with `Interlocks.reset`; nothing else clears it.
+
+Why this shape: DESIGN.md principle 1 says the safety path is synchronous, deterministic and does
+no I/O. So this module only reads the snapshot it is handed, takes time only from
+`snapshot.t_mono`, and reports what happened as structured events that the caller drains and logs.
+Principle 2 says a stale, BAD or missing input moves what depends on it to its safe state at once,
+visibly; that is the default `BadInput.TRIP` policy here, without waiting for the pickup delay.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from edgeagent.cycle import Command
+from edgeagent.image import PointView, Quality, Snapshot
+
+EVENT_TRIP = "interlock.trip"
+EVENT_CLEAR = "interlock.clear"
+EVENT_LATCHED = "interlock.latched"
+EVENT_RESET = "interlock.reset"
+EVENT_STALE_INPUT = "interlock.stale_input"
+
+
+class Condition(enum.Enum):
+    """What makes an interlock's condition hold for one point.
+
+    ABOVE: value > limit (release below limit - hysteresis).
+    BELOW: value < limit (release above limit + hysteresis).
+    OUTSIDE: value < low or value > high (release inside [low + h, high - h], strictly).
+    RATE_ABOVE: |d value / dt| > rate_per_s (release below rate_per_s - hysteresis), from
+    consecutive GOOD samples of the point.
+    A value exactly at the limit neither holds nor releases: the state stays as it is.
+    """
+
+    ABOVE = "above"
+    BELOW = "below"
+    OUTSIDE = "outside"
+    RATE_ABOVE = "rate_above"
+
+
+class BadInput(enum.Enum):
+    """What a STALE, BAD, missing or non-numeric input does to the interlock that reads it.
+
+    TRIP (default, fail safe): trip at once, without the pickup delay.
+    HOLD: keep the current state (and timers) until the input is good again.
+    IGNORE: evaluate the remaining good points only; with none left, behave like HOLD.
+    Every policy raises an `interlock.stale_input` event when a point goes bad: faults are visible.
+    """
+
+    TRIP = "trip"
+    HOLD = "hold"
+    IGNORE = "ignore"
+
+
+class InterlockState(enum.Enum):
+    """IDLE: condition absent. PICKUP: condition present, pickup delay running. TRIPPED: safe
+    action applied. LATCHED: a latching interlock whose condition has gone; safe action still
+    applied until `reset`."""
+
+    IDLE = "idle"
+    PICKUP = "pickup"
+    TRIPPED = "tripped"
+    LATCHED = "latched"
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+@dataclass(frozen=True, slots=True)
+class SafeSetpoint:
+    """One setpoint an interlock holds while tripped (e.g. BESS power 0, inverter WMaxLimPct 0)."""
+
+    device: str
+    point: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if not self.device or not self.point:
+            raise ValueError("safe setpoint needs a device and a point")
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not math.isfinite(self.value):
+            raise ValueError(f"safe setpoint {self.device}.{self.point}: value must be a finite number, "
+                             f"got {self.value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterlockSpec:
+    """One interlock as configured. Validated on construction so a bad config fails loudly at load
+    time with a precise message, never silently in the cycle."""
+
+    name: str
+    points: tuple[str, ...]
+    condition: Condition
+    limit: float | None = None
+    low: float | None = None
+    high: float | None = None
+    rate_per_s: float | None = None
+    hysteresis: float = 0.0
+    pickup_s: float = 0.0
+    dropout_s: float = 0.0
+    latch: bool = False
+    on_bad_input: BadInput = BadInput.TRIP
+    safe_action: tuple[SafeSetpoint, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"interlock {self.name!r}"
+        if not self.name:
+            raise ValueError("interlock needs a non-empty name")
+        if not isinstance(self.points, tuple) or not self.points:
+            raise ValueError(f"{where}: points must be a non-empty tuple of point names")
+        if any(not isinstance(p, str) or not p for p in self.points):
+            raise ValueError(f"{where}: every point must be a non-empty string")
+        if len(set(self.points)) != len(self.points):
+            raise ValueError(f"{where}: points must not repeat")
+        if not isinstance(self.condition, Condition):
+            raise ValueError(f"{where}: condition must be a Condition, got {self.condition!r}")
+        if not isinstance(self.on_bad_input, BadInput):
+            raise ValueError(f"{where}: on_bad_input must be a BadInput, got {self.on_bad_input!r}")
+        for label, value in (("hysteresis", self.hysteresis), ("pickup_s", self.pickup_s),
+                             ("dropout_s", self.dropout_s)):
+            if not _finite(value) or value < 0:
+                raise ValueError(f"{where}: {label} must be a finite number >= 0, got {value!r}")
+        h = self.hysteresis
+        if self.condition in (Condition.ABOVE, Condition.BELOW):
+            if not _finite(self.limit):
+                raise ValueError(f"{where}: {self.condition.value} needs a finite limit, got {self.limit!r}")
+            self._only(where, "limit")
+        elif self.condition is Condition.OUTSIDE:
+            if not _finite(self.low) or not _finite(self.high):
+                raise ValueError(f"{where}: outside needs finite low and high, got low={self.low!r} "
+                                 f"high={self.high!r}")
+            assert self.low is not None and self.high is not None
+            if not self.low < self.high:
+                raise ValueError(f"{where}: outside needs low < high, got low={self.low} high={self.high}")
+            if not self.low + h < self.high - h:
+                raise ValueError(f"{where}: hysteresis {h} leaves no band to release into "
+                                 f"(needs low + hysteresis < high - hysteresis)")
+            self._only(where, "low", "high")
+        else:
+            if not _finite(self.rate_per_s) or self.rate_per_s is None or self.rate_per_s <= 0:
+                raise ValueError(f"{where}: rate_above needs rate_per_s > 0, got {self.rate_per_s!r}")
+            if h >= self.rate_per_s:
+                raise ValueError(f"{where}: hysteresis {h} must be below rate_per_s {self.rate_per_s}, "
+                                 f"else the interlock could never clear")
+            self._only(where, "rate_per_s")
+        if not isinstance(self.safe_action, tuple) or not self.safe_action:
+            raise ValueError(f"{where}: safe_action must be a non-empty tuple of SafeSetpoint")
+        if any(not isinstance(sp, SafeSetpoint) for sp in self.safe_action):
+            raise ValueError(f"{where}: every safe_action entry must be a SafeSetpoint")
+        targets = [(sp.device, sp.point) for sp in self.safe_action]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"{where}: safe_action sets the same device point twice")
+
+    def _only(self, where: str, *allowed: str) -> None:
+        """Refuse parameters that the condition does not use: a stray `limit` on an OUTSIDE
+        interlock is almost always a config mistake, and silently ignoring it would hide it."""
+        for label in ("limit", "low", "high", "rate_per_s"):
+            if label not in allowed and getattr(self, label) is not None:
+                raise ValueError(f"{where}: {label} is not used by condition {self.condition.value}")
+
+    def describe(self) -> str:
+        """The condition in words, for event reasons."""
+        if self.condition is Condition.ABOVE:
+            return f"above {self.limit:g}"
+        if self.condition is Condition.BELOW:
+            return f"below {self.limit:g}"
+        if self.condition is Condition.OUTSIDE:
+            return f"outside [{self.low:g}, {self.high:g}]"
+        return f"rate above {self.rate_per_s:g}/s"
+
+
+@dataclass(frozen=True, slots=True)
+class InterlockEvent:
+    """A structured event with the values that caused it (None for an unusable input).
+
+    For RATE_ABOVE interlocks `values` also holds `<point>.rate_per_s`.
+    """
+
+    name: str
+    interlock: str
+    t_mono: float
+    values: Mapping[str, float | None]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One point as this interlock sees it in one cycle."""
+
+    value: float | None      # the numeric value, or None when unusable
+    test: float | None       # what the condition compares: the value, or the rate; None = unknown
+    bad: str                 # why the input is unusable ("" when usable)
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """Mutable per-interlock state; private so only the phase changes it."""
+
+    state: InterlockState = InterlockState.IDLE
+    pickup_since: float | None = None
+    release_since: float | None = None
+    reason: str = ""
+    bad_points: frozenset[str] = frozenset()
+    # rate of change: last good sample per point (its t_mono, value) and the latest rate
+    last_sample: dict[str, tuple[float, float]] = field(default_factory=dict)
+    rate: dict[str, float] = field(default_factory=dict)
+
+
+def _numeric(view: PointView) -> tuple[float | None, str]:
+    """The point's value if usable, else (None, why). Only GOOD, finite numbers are usable."""
+    if view.quality is not Quality.GOOD:
+        why = view.sample.reason or "no reason given"
+        return None, f"{view.quality.value} ({why})"
+    raw = view.value
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None, f"not numeric ({raw!r})"
+    try:
+        value = float(raw)
+    except OverflowError:  # an int too large for a float
+        return None, "not finite (overflow)"
+    if not math.isfinite(value):
+        return None, f"not finite ({value!r})"
+    return value, ""
+
+
+class Interlocks:
+    """The interlock phase of the scan cycle (name "interlocks").
+
+    Call it once per cycle with the snapshot; it returns the safe setpoints of every active trip,
+    origin `interlock:NAME`. Events accumulate until `drain_events()`.
+    """
+
+    name = "interlocks"
+
+    def __init__(self, specs: Iterable[InterlockSpec]) -> None:
+        self._specs: dict[str, InterlockSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"interlock {spec.name!r} is configured twice")
+            self._specs[spec.name] = spec
+        self._rt = {name: _Runtime() for name in self._specs}
+        self._events: list[InterlockEvent] = []
+        self._t_mono: float | None = None
+
+    @property
+    def specs(self) -> Mapping[str, InterlockSpec]:
+        return dict(self._specs)
+
+    def state(self, name: str) -> InterlockState:
+        return self._rt[name].state
+
+    def active(self) -> frozenset[str]:
+        """Names of interlocks whose safe action is applied (TRIPPED or LATCHED)."""
+        return frozenset(n for n, rt in self._rt.items()
+                         if rt.state in (InterlockState.TRIPPED, InterlockState.LATCHED))
+
+    def drain_events(self) -> list[InterlockEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def reset(self, name: str) -> str | None:
+        """Local reset of a latched interlock. Returns None when reset, else why not.
+
+        Allowed only once the condition has released (state LATCHED) and every input is usable:
+        resetting while the cause is still there (or cannot be seen) would only re-trip, or worse,
+        briefly lift the safe action.
+        """
+        rt = self._rt.get(name)
+        if rt is None:
+            return "unknown interlock"
+        spec = self._specs[name]
+        if not spec.latch:
+            return "not latched"
+        if rt.state is InterlockState.TRIPPED:
+            return "condition still present"
+        if rt.state is not InterlockState.LATCHED:
+            return "not tripped"
+        if rt.bad_points:
+            # a cause that cannot be seen is not a cause that is gone
+            return f"input not usable: {', '.join(sorted(rt.bad_points))}"
+        rt.state = InterlockState.IDLE
+        rt.pickup_since = rt.release_since = None
+        self._events.append(InterlockEvent(EVENT_RESET, name, self._t_mono if self._t_mono is not None else 0.0,
+                                           MappingProxyType({}), "local reset"))
+        rt.reason = ""
+        return None
+
+    def __call__(self, snapshot: Snapshot, requests: tuple[Command, ...]) -> tuple[Command, ...]:
+        t = snapshot.t_mono
+        self._t_mono = t
+        out: list[Command] = []
+        for name, spec in self._specs.items():
+            rt = self._rt[name]
+            self._evaluate(spec, rt, snapshot, t)
+            if rt.state in (InterlockState.TRIPPED, InterlockState.LATCHED):
+                origin = f"interlock:{name}"
+                out.extend(Command(sp.device, sp.point, float(sp.value), origin, rt.reason)
+                           for sp in spec.safe_action)
+        return tuple(out)
+
+    # -- evaluation -------------------------------------------------------------------------------
+
+    def _read(self, spec: InterlockSpec, rt: _Runtime, snapshot: Snapshot) -> dict[str, _Reading]:
+        readings: dict[str, _Reading] = {}
+        for point in spec.points:
+            if point not in snapshot:
+                value, bad = None, "missing (not in the process image)"
+            else:
+                view = snapshot[point]
+                value, bad = _numeric(view)
+            if spec.condition is not Condition.RATE_ABOVE:
+                readings[point] = _Reading(value, value, bad)
+                continue
+            if value is None:
+                # the rate is computed from consecutive good samples only
+                rt.last_sample.pop(point, None)
+                rt.rate.pop(point, None)
+                readings[point] = _Reading(None, None, bad)
+                continue
+            t_s = snapshot[point].sample.t_mono
+            last = rt.last_sample.get(point)
+            if last is None or t_s > last[0]:
+                if last is not None:
+                    rt.rate[point] = (value - last[1]) / (t_s - last[0])
+                rt.last_sample[point] = (t_s, value)
+            # a repeated sample (same t_mono) keeps the previous rate; an older one is ignored
+            readings[point] = _Reading(value, rt.rate.get(point), "")
+        return readings
+
+    def _holds(self, spec: InterlockSpec, x: float) -> bool:
+        if spec.condition is Condition.ABOVE:
+            assert spec.limit is not None
+            return x > spec.limit
+        if spec.condition is Condition.BELOW:
+            assert spec.limit is not None
+            return x < spec.limit
+        if spec.condition is Condition.OUTSIDE:
+            assert spec.low is not None and spec.high is not None
+            return x < spec.low or x > spec.high
+        assert spec.rate_per_s is not None
+        return abs(x) > spec.rate_per_s
+
+    def _released(self, spec: InterlockSpec, x: float) -> bool:
+        h = spec.hysteresis
+        if spec.condition is Condition.ABOVE:
+            assert spec.limit is not None
+            return x < spec.limit - h
+        if spec.condition is Condition.BELOW:
+            assert spec.limit is not None
+            return x > spec.limit + h
+        if spec.condition is Condition.OUTSIDE:
+            assert spec.low is not None and spec.high is not None
+            return spec.low + h < x < spec.high - h
+        assert spec.rate_per_s is not None
+        return abs(x) < spec.rate_per_s - h
+
+    @staticmethod
+    def _values(spec: InterlockSpec, readings: Mapping[str, _Reading]) -> dict[str, float | None]:
+        values: dict[str, float | None] = {p: r.value for p, r in readings.items()}
+        if spec.condition is Condition.RATE_ABOVE:
+            values.update({f"{p}.rate_per_s": r.test for p, r in readings.items()})
+        return values
+
+    def _emit(self, kind: str, spec: InterlockSpec, t: float, values: Mapping[str, float | None],
+              reason: str) -> None:
+        self._events.append(InterlockEvent(kind, spec.name, t, MappingProxyType(dict(values)), reason))
+
+    def _trip(self, spec: InterlockSpec, rt: _Runtime, t: float, values: Mapping[str, float | None],
+              reason: str) -> None:
+        rt.pickup_since = rt.release_since = None
+        if rt.state is InterlockState.LATCHED:
+            # the cause came back before the reset: reset is refused again, safe action never lifted
+            rt.state = InterlockState.TRIPPED
+            rt.reason = reason
+            return
+        if rt.state is InterlockState.TRIPPED:
+            return
+        rt.state = InterlockState.TRIPPED
+        rt.reason = reason
+        self._emit(EVENT_TRIP, spec, t, values, reason)
+
+    def _evaluate(self, spec: InterlockSpec, rt: _Runtime, snapshot: Snapshot, t: float) -> None:
+        readings = self._read(spec, rt, snapshot)
+        values = self._values(spec, readings)
+        bad = {p: r.bad for p, r in readings.items() if r.bad}
+        newly_bad = set(bad) - rt.bad_points
+        rt.bad_points = frozenset(bad)
+        if newly_bad:
+            detail = "; ".join(f"{p}: {bad[p]}" for p in spec.points if p in newly_bad)
+            self._emit(EVENT_STALE_INPUT, spec, t, {p: values[p] for p in spec.points if p in newly_bad},
+                       f"{detail} (policy {spec.on_bad_input.value})")
+
+        if bad and spec.on_bad_input is BadInput.TRIP:
+            detail = "; ".join(f"{p}: {why}" for p, why in bad.items())
+            self._trip(spec, rt, t, values, f"input not usable: {detail}")
+            return
+        if bad and spec.on_bad_input is BadInput.HOLD:
+            # unknown inputs prove neither a cause nor its absence: keep the state, restart dropout
+            rt.release_since = None
+            return
+        usable = [(p, r.test) for p, r in readings.items() if not r.bad]
+        if not usable:
+            rt.release_since = None  # IGNORE with nothing left to look at: behave like HOLD
+            return
+
+        holding = [(p, x) for p, x in usable if x is not None and self._holds(spec, x)]
+        released = all(x is not None and self._released(spec, x) for _, x in usable)
+
+        if rt.state in (InterlockState.IDLE, InterlockState.PICKUP):
+            if not holding:
+                rt.state, rt.pickup_since = InterlockState.IDLE, None
+                return
+            if rt.pickup_since is None:
+                rt.pickup_since = t
+            if t - rt.pickup_since >= spec.pickup_s:
+                what = ", ".join(f"{p}={x:g}" for p, x in holding)
+                unit = "rate " if spec.condition is Condition.RATE_ABOVE else ""
+                self._trip(spec, rt, t, values,
+                           f"{unit}{what} {spec.describe()} for {t - rt.pickup_since:g} s")
+            else:
+                rt.state = InterlockState.PICKUP
+            return
+
+        if holding and rt.state is InterlockState.LATCHED:
+            what = ", ".join(f"{p}={x:g}" for p, x in holding)
+            self._trip(spec, rt, t, values, f"{what} {spec.describe()} again before reset")
+            return
+        if not released:
+            rt.release_since = None
+            return
+        if rt.state is InterlockState.LATCHED:
+            return
+        if rt.release_since is None:
+            rt.release_since = t
+        if t - rt.release_since < spec.dropout_s:
+            return
+        rt.release_since = None
+        if spec.latch:
+            rt.state = InterlockState.LATCHED
+            self._emit(EVENT_LATCHED, spec, t, values,
+                       f"condition cleared; latched until local reset (was: {rt.reason})")
+        else:
+            rt.state = InterlockState.IDLE
+            self._emit(EVENT_CLEAR, spec, t, values, f"condition cleared (was: {rt.reason})")
+            rt.reason = ""
