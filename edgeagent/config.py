@@ -12,10 +12,11 @@ import hashlib
 import re
 import tomllib
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeagent.config_safety import SafetyConfig, parse_safety
 from edgeagent.configcheck import Checker, KeyLines
 from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
 from edgeagent.uplink.telemetry import TelemetryConfig
@@ -135,6 +136,7 @@ class Config:
     log: LogConfig
     devices: tuple[DeviceConfig, ...]
     uplink: UplinkConfig | None = None
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
 def load(path: str | Path) -> Config:
@@ -157,7 +159,8 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_error(filename, exc)]) from None
     c = Checker(filename, KeyLines(text))
-    c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices", "uplink"])
+    c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices", "uplink", "setpoints", "interlocks",
+                          "export_limit"])
     site = _site(c, c.table(doc, "site", ""))
     scan = _scan(c, c.table(doc, "scan", ""))
     storage = c.table(doc, "storage", "")
@@ -175,10 +178,12 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
         c.error("devices", "at least one device is required")
     _check_unique_points(c, devices)
     uplink = _uplink(c, doc["uplink"], site, devices) if "uplink" in doc else None
+    points = {name for d in devices for name in d.point_names()}
+    safety = parse_safety(c, doc, points, site.timezone or "UTC")
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices, uplink)
+                  state_dir, log_cfg, devices, uplink, safety)
 
 
 def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
