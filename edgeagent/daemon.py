@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from edgeagent import __version__
+from edgeagent import __version__, safety_wiring
 from edgeagent.config import Config
 from edgeagent.cycle import Command, CycleRecord, ScanCycle
 from edgeagent.field.modbus import ModbusDevice
@@ -61,9 +61,13 @@ class Daemon:
         if cfg.uplink is not None:
             identity = Identity(cfg.site.site_id, cfg.site.node_id, __version__, cfg.sha256)
             self.uplink = Uplink(cfg.uplink, identity, Path(cfg.state_dir), self.image)
-            for device in self.devices.values():
-                device.link.on_change = self._device_event
-        self.cycle = ScanCycle(self.image, cfg.scan.period_s, write=self._route, on_cycle=self._on_cycle)
+        for device in self.devices.values():
+            device.link.on_change = self._device_event
+        self.safety = safety_wiring.build(cfg.safety)
+        interlock_phases, controller_phases = self.safety.phases
+        self.cycle = ScanCycle(self.image, cfg.scan.period_s, interlocks=interlock_phases,
+                               controllers=controller_phases, arbiter=self.safety.arbitrate,
+                               write=self._route, on_cycle=self._on_cycle)
         self.started_mono = time.monotonic()
         self.stop_event = asyncio.Event()
         self._watchdog_every_s = min(1.0, self.notifier.watchdog_interval_s() or 1.0)
@@ -71,9 +75,11 @@ class Daemon:
         self._unroutable: set[str] = set()
 
     def _device_event(self, link: LinkState, change: str) -> None:
+        device = str(link.fields.get("device", ""))
+        if change != "offline":
+            self.safety.forget_device(device)  # its setpoints are unknown now: write them again
         if self.uplink is None:
             return
-        device = str(link.fields.get("device", ""))
         if change == "offline":
             self.uplink.emit_event("device.offline", "warning", {"device": device, "reason": link.reason})
         else:
@@ -89,6 +95,7 @@ class Daemon:
         device.submit(command)
 
     def _on_cycle(self, record: CycleRecord) -> None:
+        self.safety.drain(self.uplink.emit_event if self.uplink is not None else None)
         # The watchdog is fed from the cycle only: if the cycle stalls, systemd restarts us.
         if record.t_mono - self._last_watchdog >= self._watchdog_every_s:
             self._last_watchdog = record.t_mono

@@ -1,0 +1,100 @@
+"""Builds the cycle's safety phases from config and turns their events into log lines and records.
+
+Kept apart from the daemon so the daemon stays wiring of tasks, and so tests can build exactly
+the phases a config gives. Nothing here does I/O on the cycle: events go to structlog and to the
+uplink's non-blocking queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from edgeagent.config_safety import SafetyConfig
+from edgeagent.cycle import Arbiter as ArbiterProtocol
+from edgeagent.cycle import Phase, last_request_wins
+from edgeagent.image import Snapshot
+from edgeagent.safety.arbitration import Arbiter, DynamicBound
+from edgeagent.safety.export_limit import ExportLimiter, FallbackEntered, FallbackLeft, LimitChanged
+from edgeagent.safety.interlocks import InterlockEvent, Interlocks
+
+log = structlog.get_logger("edgeagent.safety")
+
+EventSink = Callable[[str, str, Mapping[str, Any]], None]
+"""(event name, severity, data) → e.g. the uplink's non-blocking emit_event."""
+
+
+@dataclass
+class SafetyPhases:
+    interlocks: Interlocks | None
+    export_limit: ExportLimiter | None
+    arbiter: Arbiter | None
+
+    @property
+    def phases(self) -> tuple[list[Phase], list[Phase]]:
+        """(interlock phases, controller phases) in cycle order."""
+        return ([self.interlocks] if self.interlocks else []), ([self.export_limit] if self.export_limit else [])
+
+    @property
+    def arbitrate(self) -> ArbiterProtocol:
+        return self.arbiter if self.arbiter is not None else last_request_wins
+
+    def drain(self, sink: EventSink | None) -> None:
+        """Publish what the phases noticed this cycle: one structured event each."""
+        if self.interlocks is not None:
+            for ev in self.interlocks.drain_events():
+                severity = "alarm" if ev.name in ("interlock.trip", "interlock.stale_input") else "info"
+                data = {"interlock": ev.interlock, "values": dict(ev.values), "reason": ev.reason}
+                _emit(sink, ev.name, severity, data)
+        if self.export_limit is not None:
+            for event in self.export_limit.drain_events():
+                name, severity = _LIMIT_EVENTS[type(event)]
+                _emit(sink, name, severity, _plain(dataclasses.asdict(event)))
+
+    def forget_device(self, device: str) -> None:
+        if self.arbiter is not None:
+            self.arbiter.forget(device)
+
+
+_LIMIT_EVENTS: dict[type, tuple[str, str]] = {
+    LimitChanged: ("export_limit.limit_changed", "info"),
+    FallbackEntered: ("export_limit.fallback_entered", "alarm"),
+    FallbackLeft: ("export_limit.fallback_left", "info"),
+}
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in data.items()}
+
+
+def _emit(sink: EventSink | None, name: str, severity: str, data: Mapping[str, Any]) -> None:
+    (log.warning if severity == "alarm" else log.info)(name, **data)
+    if sink is not None:
+        sink(name, severity, data)
+
+
+def build(cfg: SafetyConfig) -> SafetyPhases:
+    interlocks = Interlocks(cfg.interlocks) if cfg.interlocks else None
+    limiter = ExportLimiter(cfg.export_limit) if cfg.export_limit is not None else None
+    dynamic: dict[tuple[str, str], DynamicBound] = {}
+    bess = cfg.export_limit.bess if cfg.export_limit is not None else None
+    if bess is not None:
+        soc_point, soc_max = bess.soc_point, bess.soc_max_pct
+
+        def no_charge_when_full(snapshot: Snapshot) -> tuple[float, float] | None:
+            soc = snapshot.value(soc_point)
+            if soc is None:
+                return (0.0, float("inf"))  # SoC unknown: never charge blind
+            return (0.0, float("inf")) if soc >= soc_max else None
+
+        dynamic[(bess.device, bess.point)] = no_charge_when_full
+    arbiter = Arbiter(cfg.setpoints, dynamic) if (cfg.setpoints or interlocks or limiter) else None
+    return SafetyPhases(interlocks, limiter, arbiter)
+
+
+__all__ = ["EventSink", "InterlockEvent", "SafetyPhases", "build"]
