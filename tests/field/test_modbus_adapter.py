@@ -89,9 +89,10 @@ async def running(device: ModbusDevice) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        device.stop()  # cancel alone can be swallowed by pymodbus on Python 3.11 (see ModbusDevice.stop)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture

@@ -86,7 +86,8 @@ points = [{{ name = "top_oil_c", address = 100, type = "int16", scale = 0.1, uni
             device.submit(Command("oil", "fan_cmd", 1.0, "test"))
             await eventually(lambda: image.latest("oil.fan_cmd").value == 1.0, timeout_s=10, what="read back")
         finally:
+            device.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.wait_for(task, 10)
             await server.shutdown()
