@@ -73,6 +73,7 @@ class Daemon:
         self._watchdog_every_s = min(1.0, self.notifier.watchdog_interval_s() or 1.0)
         self._last_watchdog = 0.0
         self._unroutable: set[str] = set()
+        self._drain_failed = False
 
     def _device_event(self, link: LinkState, change: str) -> None:
         device = str(link.fields.get("device", ""))
@@ -95,7 +96,14 @@ class Daemon:
         device.submit(command)
 
     def _on_cycle(self, record: CycleRecord) -> None:
-        self.safety.drain(self.uplink.emit_event if self.uplink is not None else None)
+        # Publishing what the safety phases noticed must never stop the cycle that acts on it:
+        # a failure here is logged once (the record stays in the phases' own state and logs).
+        try:
+            self.safety.drain(self.uplink.emit_event if self.uplink is not None else None)
+        except Exception as exc:
+            if not self._drain_failed:
+                self._drain_failed = True
+                log.error("safety.events_not_published", error=repr(exc))
         # The watchdog is fed from the cycle only: if the cycle stalls, systemd restarts us.
         if record.t_mono - self._last_watchdog >= self._watchdog_every_s:
             self._last_watchdog = record.t_mono

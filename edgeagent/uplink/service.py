@@ -25,7 +25,7 @@ from edgeagent.image import ProcessImage
 from edgeagent.uplink import messages
 from edgeagent.uplink.commands import CommandHandler, InboundCommand, Refusal, parse_command
 from edgeagent.uplink.mqtt import BrokerConfig, MqttLink, PublishFailed
-from edgeagent.uplink.outbox import AsyncOutbox, Lane, Outbox, OutboxStats, Record
+from edgeagent.uplink.outbox import AsyncOutbox, Lane, Outbox, OutboxError, OutboxStats, Record
 from edgeagent.uplink.telemetry import TelemetryPolicy
 
 log = structlog.get_logger("edgeagent.uplink")
@@ -101,7 +101,17 @@ class Uplink:
     def emit_event(self, name: str, severity: str, data: Mapping[str, Any]) -> None:
         """Queue an event without awaiting (safe from synchronous code such as link callbacks)."""
         payload = messages.event(self.identity.site, self.identity.node, name, severity, data)
-        self.outbox.append_nowait(Lane.EVENT, "events", payload)
+        self._append_nowait(payload)
+
+    def _append_nowait(self, payload: bytes) -> None:
+        """Never raises: its callers include the scan cycle, which must not die of a closed
+        outbox during shutdown or of a bad record. A record that cannot be queued is logged."""
+        try:
+            self.outbox.append_nowait(Lane.EVENT, "events", payload)
+        except (OutboxError, ValueError) as exc:
+            self.counters.emit_failures += 1
+            log.error("uplink.event_not_queued", error=str(exc), bytes=len(payload))
+            return
         self.counters.emitted[Lane.EVENT.value] += 1
         self._wake.set()
 
@@ -247,9 +257,7 @@ class Uplink:
         self.counters.rejected_commands += 1
         log.warning("command.rejected", topic=topic, command_id=command_id, reason=reason)
         payload = messages.rejection(self.identity.site, self.identity.node, topic, reason, command_id)
-        self.outbox.append_nowait(Lane.EVENT, "events", payload)
-        self.counters.emitted[Lane.EVENT.value] += 1
-        self._wake.set()
+        self._append_nowait(payload)
 
     async def refresh_stats(self) -> OutboxStats:
         await self._started.wait()

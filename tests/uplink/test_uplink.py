@@ -201,3 +201,13 @@ async def test_events_alone_over_budget_raise_the_alarm_event_and_are_kept(tmp_p
     events = [json.loads(r.payload) for r in pending if r.lane is Lane.EVENT]
     assert [r.id for r in pending if r.lane is Lane.EVENT][: len(ids)] == ids
     assert any(e["event"] == "outbox.over_budget" and e["severity"] == "alarm" for e in events)
+
+
+async def test_emit_event_after_close_is_logged_not_raised(tmp_path: Path) -> None:
+    from tests.mosquitto import free_port
+
+    uplink = make_uplink(free_port(), tmp_path)
+    async with running(uplink):
+        await uplink.emit(Lane.EVENT, "events", messages.event("site-1", "edge-01", "t.e", "info", {}))
+    uplink.emit_event("interlock.trip", "alarm", {"interlock": "x"})  # the cycle may still drain one
+    assert uplink.counters.emit_failures == 1
