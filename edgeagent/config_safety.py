@@ -6,6 +6,7 @@ point = "bess.WSet"
 min = -100000
 max = 100000
 refresh_s = 10                    # re-write unchanged values this often (below the device's revert time)
+activate = [{ point = "bess.WSetRvrtTms", value = 30 }, { point = "bess.WSetEna", value = 1 }]
 
 [[interlocks]]
 name = "bess_overtemp"
@@ -100,7 +101,7 @@ def _point(c: Checker, t: dict[str, Any], key: str, path: str, known: set[str], 
 
 
 def _setpoint(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Bound | None:
-    c.only_keys(t, path, ["point", "min", "max", "refresh_s", "deadband"])
+    c.only_keys(t, path, ["point", "min", "max", "refresh_s", "deadband", "activate"])
     name = _point(c, t, "point", path, points)
     lo = c.number(t, "min", path)
     hi = c.number(t, "max", path)
@@ -109,7 +110,24 @@ def _setpoint(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Bou
     if not name or "." not in name:
         return None
     device, point = name.split(".", 1)
-    return _build(c, path, lambda: Bound(device, point, lo, hi, refresh, deadband))
+    activate: list[tuple[str, float]] = []
+    raw = t.get("activate", [])
+    if not isinstance(raw, list):
+        c.error(f"{path}.activate", 'must be a list like [{ point = "pv.WMaxLim_Ena", value = 1 }]', raw)
+        raw = []
+    for j, entry in enumerate(raw):
+        apath = f"{path}.activate[{j}]"
+        if not isinstance(entry, dict):
+            c.error(apath, "must be a table { point = ..., value = ... }", entry)
+            continue
+        c.only_keys(entry, apath, ["point", "value"])
+        target = _point(c, entry, "point", apath, points)
+        value = c.number(entry, "value", apath)
+        if target and not target.startswith(device + "."):
+            c.error(f"{apath}.point", f"must be a point of device {device!r}, like the setpoint", target)
+        elif target:
+            activate.append((target.split(".", 1)[1], value))
+    return _build(c, path, lambda: Bound(device, point, lo, hi, refresh, deadband, tuple(activate)))
 
 
 _INTERLOCK_KEYS = ["name", "points", "condition", "limit", "low", "high", "rate_per_s", "hysteresis", "pickup_ms",

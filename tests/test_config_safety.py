@@ -28,7 +28,7 @@ points = ["802.SoC", "704.WSet", { ref = "802.CellVMax", name = "cell_v_max" }]
 kind = "sunspec"
 host = "127.0.0.1"
 port = 504
-points = ["103.W", "120.WRtg", "123.WMaxLimPct"]
+points = ["103.W", "120.WRtg", "123.WMaxLimPct", "123.WMaxLim_Ena"]
 
 [[setpoints]]
 point = "bess.WSet"
@@ -39,6 +39,7 @@ max = 100000
 point = "pv.WMaxLimPct"
 min = 0
 max = 100
+activate = [{ point = "pv.WMaxLim_Ena", value = 1 }]
 
 [[interlocks]]
 name = "grid_ov2"
@@ -85,6 +86,7 @@ def test_safety_sections_load() -> None:
     safety = config.parse(BASE).safety
     assert [(b.device, b.point, b.minimum, b.maximum) for b in safety.setpoints] == [
         ("bess", "WSet", -100000, 100000), ("pv", "WMaxLimPct", 0, 100)]
+    assert safety.setpoints[1].activate == (("WMaxLim_Ena", 1.0),)
     ov2, cell = safety.interlocks
     assert ov2.condition is Condition.ABOVE and ov2.limit == pytest.approx(288.0) and ov2.pickup_s == 0.16
     assert [(a.device, a.point, a.value) for a in ov2.safe_action] == [("pv", "WMaxLimPct", 0), ("bess", "WSet", 0)]
@@ -107,6 +109,8 @@ def test_safety_sections_load() -> None:
     (('name = "cell_overvoltage"', 'name = "grid_ov2"'), "interlocks[1].name: another interlock has this name"),
     (("max = 100\n", "max = -5\n"), "setpoints[1]: pv.WMaxLimPct: bounds must be finite with minimum <= maximum"),
     (('condition = "above"', 'condition = "abuve"'), "interlocks[1].condition: must be one of above"),
+    (('{ point = "pv.WMaxLim_Ena", value = 1 }', '{ point = "bess.SoC", value = 1 }'),
+     "setpoints[1].activate[0].point: must be a point of device 'pv', like the setpoint"),
 ])
 def test_each_safety_mistake_is_reported_precisely(change: tuple[str, str], expected: str) -> None:
     lines = problems(BASE.replace(*change))

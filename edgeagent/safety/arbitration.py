@@ -31,7 +31,11 @@ class Bound:
     """Rated bounds of one writable setpoint, in the point's unit.
 
     `refresh_s`: re-write the unchanged value this often (keep it below the device's revert
-    time); `deadband`: a smaller change is not worth a write.
+    time); `deadband`: a smaller change is not worth a write. `activate`: other points of the same
+    device written (in order) before the setpoint's first write after a (re)connect and with every
+    refresh, e.g. SunSpec's revert timer and enable flag: ("WMaxLimPct_RvrtTms", 30),
+    ("WMaxLim_Ena", 1). Without them a SunSpec device ignores the setpoint; with the revert timer
+    it returns to its default on its own if edgeagent stops refreshing.
     """
 
     device: str
@@ -40,6 +44,7 @@ class Bound:
     maximum: float
     refresh_s: float = 10.0
     deadband: float = 0.0
+    activate: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.minimum) and math.isfinite(self.maximum)) or self.minimum > self.maximum:
@@ -47,6 +52,10 @@ class Bound:
                              f"got [{self.minimum}, {self.maximum}]")
         if self.refresh_s <= 0 or self.deadband < 0:
             raise ValueError(f"{self.device}.{self.point}: refresh_s must be > 0 and deadband >= 0")
+        for point, value in self.activate:
+            if point == self.point or not math.isfinite(value):
+                raise ValueError(f"{self.device}.{self.point}: activate {point} = {value} is not a finite "
+                                 "value for another point")
 
 
 DynamicBound = Callable[[Snapshot], tuple[float, float] | None]
@@ -72,6 +81,7 @@ class Arbiter:
         self.bounds = {(b.device, b.point): b for b in bounds}
         self.dynamic = dict(dynamic or {})
         self._last: dict[tuple[str, str], tuple[float, float]] = {}  # value, t_mono of the last write
+        self._activated: dict[tuple[str, str], float] = {}  # t_mono of the last activation write
         self.grants: list[Grant] = []
 
     def envelope(self, key: tuple[str, str], snapshot: Snapshot) -> tuple[float, float]:
@@ -105,8 +115,18 @@ class Arbiter:
         for key, (request, note) in chosen.items():
             command = self._grant(key, request, note, snapshot)
             if command is not None:
+                out.extend(self._activation(key, snapshot.t_mono))
                 out.append(command)
         return tuple(out)
+
+    def _activation(self, key: tuple[str, str], t_mono: float) -> list[Command]:
+        bound = self.bounds[key]
+        last = self._activated.get(key)
+        if not bound.activate or (last is not None and t_mono - last < bound.refresh_s):
+            return []
+        self._activated[key] = t_mono
+        return [Command(bound.device, point, value, "envelope:activate", f"enables {bound.device}.{bound.point}")
+                for point, value in bound.activate]
 
     def _grant(self, key: tuple[str, str], request: Command, note: str, snapshot: Snapshot) -> Command | None:
         if key not in self.bounds:
@@ -138,3 +158,5 @@ class Arbiter:
         """After a device reconnects its setpoints are unknown: write them again next cycle."""
         for key in [k for k in self._last if k[0] == device]:
             del self._last[key]
+        for key in [k for k in self._activated if k[0] == device]:
+            del self._activated[key]

@@ -97,3 +97,26 @@ def test_no_written_setpoint_is_ever_outside_the_envelope(cycles: list[tuple[lis
         for grant in arb.grants:
             if (grant.device, grant.point) in trips and math.isfinite(grant.granted):
                 assert grant.origin.startswith("interlock:")  # a trip is never overridden
+
+
+def test_activation_points_go_before_the_first_write_and_with_each_refresh() -> None:
+    bound = Bound("pv", "WMaxLimPct", 0, 100, refresh_s=5, activate=(("WMaxLimPct_RvrtTms", 30), ("WMaxLim_Ena", 1)))
+    arb = Arbiter([bound])
+    first = arb(snap(t=0), (Command("pv", "WMaxLimPct", 40, "controller:x"),))
+    assert [(c.point, c.value, c.origin) for c in first] == [
+        ("WMaxLimPct_RvrtTms", 30, "envelope:activate"), ("WMaxLim_Ena", 1, "envelope:activate"),
+        ("WMaxLimPct", 40, "controller:x")]
+    changed = arb(snap(t=1), (Command("pv", "WMaxLimPct", 35, "controller:x"),))
+    assert [c.point for c in changed] == ["WMaxLimPct"]  # a change alone does not re-activate
+    refresh = arb(snap(t=6.5), (Command("pv", "WMaxLimPct", 35, "controller:x"),))
+    assert [c.point for c in refresh] == ["WMaxLimPct_RvrtTms", "WMaxLim_Ena", "WMaxLimPct"]
+    arb.forget("pv")  # reconnected: the device may have reverted
+    again = arb(snap(t=7), (Command("pv", "WMaxLimPct", 35, "controller:x"),))
+    assert [c.point for c in again][:2] == ["WMaxLimPct_RvrtTms", "WMaxLim_Ena"]
+
+
+def test_activation_must_name_another_point_with_a_finite_value() -> None:
+    with pytest.raises(ValueError, match="activate"):
+        Bound("pv", "WMaxLimPct", 0, 100, activate=(("WMaxLimPct", 1),))
+    with pytest.raises(ValueError, match="activate"):
+        Bound("pv", "WMaxLimPct", 0, 100, activate=(("WMaxLim_Ena", math.nan),))
