@@ -4,6 +4,7 @@ and the demo end to end. The plant is independent code (pysunspec2 encodes its r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeagent.config_safety import SafetyConfig
 from edgeagent.cycle import Command
 from edgeagent.daemon import Daemon
 from edgeagent.demo import _demo_config
@@ -29,7 +31,8 @@ async def plant() -> AsyncIterator[Plant]:
 @pytest.fixture
 async def daemon(plant: Plant, tmp_path: Path) -> AsyncIterator[Daemon]:
     ready = {"ports": {name: ep["port"] for name, ep in plant.endpoints.items()}}
-    d = Daemon(_demo_config(ready, tmp_path), Notifier(""))
+    # Field I/O tests: without the demo's export limiter, which would own the setpoints.
+    d = Daemon(dataclasses.replace(_demo_config(ready, tmp_path), safety=SafetyConfig()), Notifier(""))
     task = asyncio.create_task(d.run())
     await eventually(lambda: all(dev.online for dev in d.devices.values()), timeout_s=10, what="all online")
     await eventually(lambda: all(v.good for v in d.image.snapshot().values()), timeout_s=5, what="all good")
@@ -138,3 +141,24 @@ async def test_demo_broker_outage_loses_nothing(tmp_path: Path) -> None:
     assert summary["max_backlog"] > 0  # records waited while the broker was down
     assert summary["uplink"]["replayed"] > 0
     assert {c["name"] for c in summary["checks"]} >= {"no_records_lost", "broker_outage_survived"}
+
+
+async def test_the_demo_export_limit_holds_on_the_plant(tmp_path: Path) -> None:
+    """The demo's agreement: at most 30 kW export, the battery charging first."""
+    async with serve_plant("sunny-day", speed=1.0) as plant:
+        ready = {"ports": {name: ep["port"] for name, ep in plant.endpoints.items()}}
+        cfg = _demo_config(ready, tmp_path)
+        assert cfg.safety.export_limit is not None and cfg.safety.export_limit.static_kw == 30
+        d = Daemon(cfg, Notifier(""))
+        task = asyncio.create_task(d.run())
+        try:
+            await eventually(lambda: (d.image.snapshot().value("pcc.W") or -1e9) > -30_000
+                             and (d.image.snapshot().value("bess.W") or 0) < -1_000, timeout_s=20,
+                             what="export under 30 kW with the battery charging")
+            await asyncio.sleep(3)
+            assert -30_500 <= (d.image.snapshot().value("pcc.W") or -1e9)  # held, with 2 kW margin
+            assert plant.state.meter_w >= -30_500
+            assert d.image.snapshot().value("bess.WSetEna") == 1  # activated before the first write
+        finally:
+            d.request_stop()
+            await asyncio.wait_for(task, 10)
