@@ -111,23 +111,35 @@ def _setpoint(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Bou
         return None
     device, point = name.split(".", 1)
     activate: list[tuple[str, float]] = []
-    raw = t.get("activate", [])
-    if not isinstance(raw, list):
-        c.error(f"{path}.activate", 'must be a list like [{ point = "pv.WMaxLim_Ena", value = 1 }]', raw)
-        raw = []
-    for j, entry in enumerate(raw):
-        apath = f"{path}.activate[{j}]"
-        if not isinstance(entry, dict):
-            c.error(apath, "must be a table { point = ..., value = ... }", entry)
-            continue
-        c.only_keys(entry, apath, ["point", "value"])
-        target = _point(c, entry, "point", apath, points)
-        value = c.number(entry, "value", apath)
-        if target and not target.startswith(device + "."):
+    for apath, target, value in _point_values(c, t, "activate", path, points, required=False):
+        if not target.startswith(device + "."):
             c.error(f"{apath}.point", f"must be a point of device {device!r}, like the setpoint", target)
-        elif target:
+        else:
             activate.append((target.split(".", 1)[1], value))
     return _build(c, path, lambda: Bound(device, point, lo, hi, refresh, deadband, tuple(activate)))
+
+
+def _point_values(c: Checker, t: dict[str, Any], key: str, path: str, known: set[str], *, required: bool,
+                  what: str = "point") -> list[tuple[str, str, float]]:
+    """A list of `{ point = "DEVICE.NAME", value = N }` tables → (path, point, value) for the
+    entries whose point is known; the others are reported."""
+    raw = t.get(key, [])
+    example = '[{ point = "bess.WSet", value = 0 }]'
+    if not isinstance(raw, list) or (required and not raw):
+        c.error(f"{path}.{key}", f"must be a list like {example}", t.get(key))
+        return []
+    out = []
+    for j, entry in enumerate(raw):
+        epath = f"{path}.{key}[{j}]"
+        if not isinstance(entry, dict):
+            c.error(epath, "must be a table { point = ..., value = ... }", entry)
+            continue
+        c.only_keys(entry, epath, ["point", "value"])
+        target = _point(c, entry, "point", epath, known, what)
+        value = c.number(entry, "value", epath)
+        if target in known:
+            out.append((epath, target, value))
+    return out
 
 
 _INTERLOCK_KEYS = ["name", "points", "condition", "limit", "low", "high", "rate_per_s", "hysteresis", "pickup_ms",
@@ -170,21 +182,10 @@ def _interlock(c: Checker, t: dict[str, Any], path: str, points: set[str], writa
     policy = c.string(t, "on_bad_input", path, default="trip", choices=[x.value for x in BadInput])
     fields["on_bad_input"] = BadInput(policy) if policy in [x.value for x in BadInput] else BadInput.TRIP
     actions = []
-    raw_actions = t.get("safe_action")
-    if not isinstance(raw_actions, list) or not raw_actions:
-        c.error(f"{path}.safe_action", 'must be a list like [{ point = "bess.WSet", value = 0 }]', raw_actions)
-        raw_actions = []
-    for j, a in enumerate(raw_actions):
-        apath = f"{path}.safe_action[{j}]"
-        if not isinstance(a, dict):
-            c.error(apath, "must be a table { point = ..., value = ... }", a)
-            continue
-        c.only_keys(a, apath, ["point", "value"])
-        target = _point(c, a, "point", apath, writable, "setpoint (declare it in [[setpoints]])")
-        value = c.number(a, "value", apath)
-        if target in writable:
-            device, point = target.split(".", 1)
-            actions.append(SafeSetpoint(device, point, value))
+    for _, target, value in _point_values(c, t, "safe_action", path, writable, required=True,
+                                          what="setpoint (declare it in [[setpoints]])"):
+        device, point = target.split(".", 1)
+        actions.append(SafeSetpoint(device, point, value))
     if c.problems and any(p.path.startswith(path) for p in c.problems):
         return None
     return _build(c, path, lambda: InterlockSpec(name=name, points=tuple(raw_points), safe_action=tuple(actions),
