@@ -20,18 +20,9 @@ from tests.helpers import eventually
 from tests.mosquitto import Mosquitto, PahoProbe
 from tests.uplink.durable_subscriber import DurableSubscriber
 from tests.uplink.schema_check import check
+from tests.uplink.uplink_crash_child import SITE as CHILD_SITE
 
-SITE = """
-[site]
-id = "site-1"
-node = "edge-01"
-[devices.pcc]
-kind = "sunspec"
-host = "127.0.0.1"
-points = ["203.W"]
-[uplink]
-broker = "mqtt://127.0.0.1:{port}"
-budget_mb = {budget_mb}
+SITE = CHILD_SITE + """budget_mb = {budget_mb}
 [uplink.telemetry]
 interval_ms = 100
 """
