@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -29,11 +29,16 @@ EventSink = Callable[[str, str, Mapping[str, Any]], None]
 """(event name, severity, data) → e.g. the uplink's non-blocking emit_event."""
 
 
+EventListener = Callable[[object], None]
+"""Receives each raw phase event (InterlockEvent, LimitChanged, …) as it is drained."""
+
+
 @dataclass
 class SafetyPhases:
     interlocks: Interlocks | None
     export_limit: ExportLimiter | None
     arbiter: Arbiter | None
+    listeners: list[EventListener] = field(default_factory=list)
 
     @property
     def phases(self) -> tuple[list[Phase], list[Phase]]:
@@ -48,13 +53,19 @@ class SafetyPhases:
         """Publish what the phases noticed this cycle: one structured event each."""
         if self.interlocks is not None:
             for ev in self.interlocks.drain_events():
+                self._tell(ev)
                 severity = "alarm" if ev.name in ("interlock.trip", "interlock.stale_input") else "info"
                 data = {"interlock": ev.interlock, "values": dict(ev.values), "reason": ev.reason}
                 _emit(sink, ev.name, severity, data)
         if self.export_limit is not None:
             for event in self.export_limit.drain_events():
+                self._tell(event)
                 name, severity = _LIMIT_EVENTS[type(event)]
                 _emit(sink, name, severity, _plain(dataclasses.asdict(event)))
+
+    def _tell(self, event: object) -> None:
+        for listener in self.listeners:
+            listener(event)
 
     def forget_device(self, device: str) -> None:
         if self.arbiter is not None:

@@ -51,15 +51,21 @@ class ExceptionReply(Exception):
 
 @dataclass(frozen=True, slots=True)
 class WriteRecord:
-    """One setpoint write: what, why, and how it went (for the HIL bench's record)."""
+    """One setpoint write: what, why, and how it went (for the HIL bench's record).
+
+    The times are taken when the device's reply arrived (or the write failed): `t_mono` is the
+    system-wide monotonic clock, comparable with a plant's trace on the same machine.
+    """
 
     t_wall: float
+    t_mono: float
     point: str
     value: float
     origin: str
     reason: str
     ok: bool
     error: str = ""
+    rtt_s: float = 0.0  # from taking the command off the queue to the device's reply
 
 
 class ModbusDevice:
@@ -261,14 +267,16 @@ class ModbusDevice:
         pending, self._pending = self._pending, {}
         for command in pending.values():
             error = ""
+            started = time.monotonic()
             try:
                 await self._write(command)
             except (ExceptionReply, RegisterEncodeError, DeviceReplyError, KeyError, RequestTimeout) as exc:
                 error = str(exc)
                 log.warning("modbus.write_failed", device=self.cfg.name, point=command.point,
                             value=command.value, origin=command.origin, error=error)
-            self.writes.append(WriteRecord(time.time(), command.point, command.value, command.origin,
-                                           command.reason, not error, error))
+            done = time.monotonic()
+            self.writes.append(WriteRecord(time.time(), done, command.point, command.value, command.origin,
+                                           command.reason, not error, error, done - started))
 
     async def _write(self, command: Command) -> None:
         point = next((p for p in self.points if p.name == command.point), None)

@@ -191,10 +191,14 @@ class LimitChanged:
 
 @dataclass(frozen=True, slots=True)
 class FallbackEntered:
+    """`last_good_age_s`: how long before this cycle the meter's last usable sample arrived
+    (None if there never was one); the fallback deadline is counted from that sample."""
+
     t_mono: float
     reason: FallbackReason
     limit_kw: float
     detail: str
+    last_good_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,7 @@ class ExportLimiter:
         self._last_t: float | None = None
         self._last_sample_t: float | None = None
         self._fallback_since = 0.0
+        self._last_good_t: float | None = None  # t_mono of the meter's last usable sample
         # freeze detection: reference value of the meter and the plant's state when it last moved
         self._frz_value: float | None = None
         self._frz_t = 0.0
@@ -366,11 +371,14 @@ class ExportLimiter:
             reason = FallbackReason.METER_FROZEN
             detail = f"{c.meter_point} unchanged at {w} W for {t_sample - self._frz_t:.1f} s while the plant moved"
         self.export_kw = None if reason is not FallbackReason.NONE or w is None else -w / 1000.0
+        if reason is FallbackReason.NONE:
+            self._last_good_t = t_sample
 
         # state transitions (same cycle as the fault is seen)
         if reason is not FallbackReason.NONE and self.state is State.NORMAL:
             self.state, self.reason, self._fallback_since = State.FALLBACK, reason, t
-            self._events.append(FallbackEntered(t, reason, c.effective_fallback_kw, detail))
+            age = None if self._last_good_t is None else round(t - self._last_good_t, 3)
+            self._events.append(FallbackEntered(t, reason, c.effective_fallback_kw, detail, age))
         elif reason is not FallbackReason.NONE:
             self.reason = reason
         elif self.state is State.FALLBACK:
