@@ -44,6 +44,7 @@ from edgeagent.safety.export_limit import BessTarget, ExportLimitConfig, PvTarge
 from edgeagent.safety.interlocks import BadInput, Condition, InterlockSpec, SafeSetpoint
 from edgeagent.safety.presets import resolve_preset
 from edgeagent.safety.schedule import ExportSchedule, LimitWindow
+from edgeagent.safety.tracking import Feedback, FollowMode
 
 T = TypeVar("T")
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -101,7 +102,7 @@ def _point(c: Checker, t: dict[str, Any], key: str, path: str, known: set[str], 
 
 
 def _setpoint(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Bound | None:
-    c.only_keys(t, path, ["point", "min", "max", "refresh_s", "deadband", "activate"])
+    c.only_keys(t, path, ["point", "min", "max", "refresh_s", "deadband", "activate", "feedback"])
     name = _point(c, t, "point", path, points)
     lo = c.number(t, "min", path)
     hi = c.number(t, "max", path)
@@ -116,7 +117,25 @@ def _setpoint(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Bou
             c.error(f"{apath}.point", f"must be a point of device {device!r}, like the setpoint", target)
         else:
             activate.append((target.split(".", 1)[1], value))
-    return _build(c, path, lambda: Bound(device, point, lo, hi, refresh, deadband, tuple(activate)))
+    feedback = _feedback(c, t, path, points) if "feedback" in t else None
+    return _build(c, path, lambda: Bound(device, point, lo, hi, refresh, deadband, tuple(activate), feedback))
+
+
+def _feedback(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Feedback | None:
+    """`feedback = { point = "bess.W", tolerance = 5000, within_s = 3 }`, optionally with
+    `mode = "at_most"`, `scale` and `scale_point` (expected = setpoint × scale × scale_point)."""
+    fpath = f"{path}.feedback"
+    raw = c.table(t, "feedback", path)
+    c.only_keys(raw, fpath, ["point", "tolerance", "within_s", "mode", "scale", "scale_point"])
+    point = _point(c, raw, "point", fpath, points)
+    tolerance = c.number(raw, "tolerance", fpath, minimum=0)
+    within_s = c.number(raw, "within_s", fpath, default=5.0, minimum=0.1)
+    mode = c.string(raw, "mode", fpath, default="equal", choices=[m.value for m in FollowMode])
+    scale = c.number(raw, "scale", fpath, default=1.0)
+    scale_point = _point(c, raw, "scale_point", fpath, points) if "scale_point" in raw else None
+    if mode not in [m.value for m in FollowMode]:
+        return None
+    return _build(c, fpath, lambda: Feedback(point, tolerance, within_s, FollowMode(mode), scale, scale_point))
 
 
 def _point_values(c: Checker, t: dict[str, Any], key: str, path: str, known: set[str], *, required: bool,

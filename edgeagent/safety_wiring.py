@@ -22,6 +22,7 @@ from edgeagent.image import Snapshot
 from edgeagent.safety.arbitration import Arbiter, DynamicBound
 from edgeagent.safety.export_limit import ExportLimiter, FallbackEntered, FallbackLeft, LimitChanged
 from edgeagent.safety.interlocks import InterlockEvent, Interlocks
+from edgeagent.safety.tracking import EVENT_NOT_FOLLOWING, ActuatorWatch
 
 log = structlog.get_logger("edgeagent.safety")
 
@@ -38,12 +39,14 @@ class SafetyPhases:
     interlocks: Interlocks | None
     export_limit: ExportLimiter | None
     arbiter: Arbiter | None
+    watch: ActuatorWatch | None = None
     listeners: list[EventListener] = field(default_factory=list)
 
     @property
     def phases(self) -> tuple[list[Phase], list[Phase]]:
         """(interlock phases, controller phases) in cycle order."""
-        return ([self.interlocks] if self.interlocks else []), ([self.export_limit] if self.export_limit else [])
+        controllers: list[Phase] = [p for p in (self.export_limit, self.watch) if p is not None]
+        return ([self.interlocks] if self.interlocks else []), controllers
 
     @property
     def arbitrate(self) -> ArbiterProtocol:
@@ -62,6 +65,11 @@ class SafetyPhases:
                 self._tell(event)
                 name, severity = _LIMIT_EVENTS[type(event)]
                 _emit(sink, name, severity, _plain(dataclasses.asdict(event)))
+        if self.watch is not None:
+            for tracked in self.watch.drain_events():
+                self._tell(tracked)
+                severity = "warning" if tracked.name == EVENT_NOT_FOLLOWING else "info"
+                _emit(sink, tracked.name, severity, _plain(dataclasses.asdict(tracked)))
 
     def _tell(self, event: object) -> None:
         for listener in self.listeners:
@@ -84,7 +92,7 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _emit(sink: EventSink | None, name: str, severity: str, data: Mapping[str, Any]) -> None:
-    (log.warning if severity == "alarm" else log.info)(name, **data)
+    (log.warning if severity in ("alarm", "warning") else log.info)(name, **data)
     if sink is not None:
         sink(name, severity, data)
 
@@ -105,7 +113,9 @@ def build(cfg: SafetyConfig) -> SafetyPhases:
 
         dynamic[(bess.device, bess.point)] = no_charge_when_full
     arbiter = Arbiter(cfg.setpoints, dynamic) if (cfg.setpoints or interlocks or limiter) else None
-    return SafetyPhases(interlocks, limiter, arbiter)
+    feedbacks = {(b.device, b.point): b.feedback for b in cfg.setpoints if b.feedback is not None}
+    watch = ActuatorWatch(feedbacks, arbiter.last_written) if feedbacks and arbiter is not None else None
+    return SafetyPhases(interlocks, limiter, arbiter, watch)
 
 
 __all__ = ["EventSink", "InterlockEvent", "SafetyPhases", "build"]

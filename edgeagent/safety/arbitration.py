@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from edgeagent.cycle import Command
 from edgeagent.image import Snapshot
+from edgeagent.safety.tracking import Feedback
 
 INTERLOCK_PREFIX = "interlock:"
 
@@ -35,7 +36,8 @@ class Bound:
     device written (in order) before the setpoint's first write after a (re)connect and with every
     refresh, e.g. SunSpec's revert timer and enable flag: ("WMaxLimPct_RvrtTms", 30),
     ("WMaxLim_Ena", 1). Without them a SunSpec device ignores the setpoint; with the revert timer
-    it returns to its default on its own if edgeagent stops refreshing.
+    it returns to its default on its own if edgeagent stops refreshing. `feedback`: the point that
+    shows whether the device follows (see `tracking.ActuatorWatch`).
     """
 
     device: str
@@ -45,6 +47,7 @@ class Bound:
     refresh_s: float = 10.0
     deadband: float = 0.0
     activate: tuple[tuple[str, float], ...] = ()
+    feedback: Feedback | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.minimum) and math.isfinite(self.maximum)) or self.minimum > self.maximum:
@@ -146,6 +149,12 @@ class Arbiter:
             return None
         self._last[key] = (granted, snapshot.t_mono)
         return Command(request.device, request.point, granted, request.origin, note or request.reason)
+
+    def last_written(self, key: tuple[str, str]) -> float | None:
+        """The value last sent to the device for this setpoint (None before the first write or
+        after the device reconnected)."""
+        last = self._last.get(key)
+        return None if last is None else last[0]
 
     def _due(self, key: tuple[str, str], value: float, t_mono: float) -> bool:
         last = self._last.get(key)
