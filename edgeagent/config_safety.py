@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from edgeagent.configcheck import Checker
 from edgeagent.safety.arbitration import Bound
-from edgeagent.safety.export_limit import BessTarget, ExportLimitConfig, PvTarget
+from edgeagent.safety.export_limit_types import BessTarget, ExportLimitConfig, PvTarget
 from edgeagent.safety.interlocks import BadInput, Condition, InterlockSpec, SafeSetpoint
 from edgeagent.safety.presets import resolve_preset
 from edgeagent.safety.schedule import ExportSchedule, LimitWindow
