@@ -1,18 +1,23 @@
 """The `edgeagent` command. Every failure a user can cause ends in a clear message and an exit
-status, never a traceback: 0 ok, 1 runtime failure, 2 bad configuration or usage."""
+status, never a traceback: 0 ok, 1 runtime failure (or refused by the daemon), 2 bad configuration
+or usage, 3 daemon not reachable (`status`, `reset-trip`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from edgeagent import __version__, config, logs
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_UNREACHABLE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, help="keep state (logs, outbox, later audit) in DIR")
     demo.add_argument("--broker", metavar="URL", help="publish to this MQTT broker (mqtt://HOST:PORT) instead of "
                       "a local mosquitto started for the demo")
+
+    status = sub.add_parser("status", help="show the running daemon's health, interlocks and export limit")
+    _socket_target(status)
+    status.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+
+    reset = sub.add_parser("reset-trip", help="reset a latched interlock whose condition has cleared (local only)")
+    reset.add_argument("name", help="the interlock's name, as in [[interlocks]] name")
+    _socket_target(reset)
     return p
+
+
+def _socket_target(p: argparse.ArgumentParser) -> None:
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("-c", "--config", type=Path, help="site config: the socket is <storage.dir>/control.sock")
+    target.add_argument("--socket", type=Path, help="the daemon's control socket")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edgeagent.demo import run_demo
 
             return run_demo(args.scenario, args.duration, args.speed, args.json, args.state_dir, args.broker)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "reset-trip":
+            return _reset_trip(args)
     except KeyboardInterrupt:
         return EXIT_OK
     return config.EXIT_CONFIG
@@ -86,9 +109,76 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot use state directory {state_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if args.state_dir is not None:
+        cfg = dataclasses.replace(cfg, state_dir=str(state_dir))
     logs.configure(args.log_format or cfg.log.format, cfg.log.level)
-    asyncio.run(serve(Daemon(cfg)))
+    from edgeagent.control import ControlStartError
+
+    try:
+        asyncio.run(serve(Daemon(cfg)))
+    except ControlStartError as exc:
+        print(f"edgeagent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+def _ask(args: argparse.Namespace, label: str, cmd: str, cmd_args: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Send one request to the daemon named by --socket or -c; (exit status, reply)."""
+    from edgeagent.control_client import ControlError, call
+
+    path: Path = args.socket
+    if path is None:
+        try:
+            path = Path(config.load(args.config).state_dir) / "control.sock"
+        except config.ConfigError as exc:
+            for line in exc.problems:
+                print(line, file=sys.stderr)
+            return config.EXIT_CONFIG, {}
+    try:
+        reply = call(path, cmd, cmd_args)
+    except ControlError as exc:
+        print(f"edgeagent: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE, {}
+    if not reply["ok"]:
+        print(f"{label} refused: {reply['error']}", file=sys.stderr)
+        return EXIT_FAILURE, reply
+    return EXIT_OK, reply
+
+
+def _reset_trip(args: argparse.Namespace) -> int:
+    code, reply = _ask(args, f"reset-trip {args.name}", "reset-trip", {"name": args.name})
+    if code == EXIT_OK:
+        print(f"{args.name} reset by {reply.get('by', '?')}: its safe action is lifted")
+    return code
+
+
+def _status(args: argparse.Namespace) -> int:
+    code, reply = _ask(args, "status", "status", {})
+    if code == EXIT_OK:
+        print(json.dumps(reply, indent=2) if args.json else _status_text(reply))
+    return code
+
+
+def _status_text(reply: Mapping[str, Any]) -> str:
+    """A few lines a technician reads at a glance; the JSON has everything."""
+    lines = [f"edgeagent {reply.get('version', '?')} site {reply.get('site', '?')}/{reply.get('node', '?')}, "
+             f"up {reply.get('uptime_s', '?')} s: {reply.get('health', '')}"]
+    offline = reply.get("devices", {}).get("offline", {})
+    lines += [f"  offline: {name} ({why or 'no reason given'})" for name, why in offline.items()]
+    interlocks = reply.get("interlocks", [])
+    active = reply.get("active_trips", [])
+    lines.append(f"interlocks: {len(active)} active of {len(interlocks)}" if interlocks else "interlocks: none")
+    for item in interlocks:
+        latching = " (latching)" if item.get("latching") else ""
+        hint = "  -> edgeagent reset-trip " + str(item.get("name")) if item.get("state") == "latched" else ""
+        lines.append(f"  {item.get('name')}: {item.get('state')}{latching}{hint}")
+    limit = reply.get("export_limit")
+    if limit:
+        export = limit.get("export_kw")
+        lines.append(f"export limit: {limit.get('limit_kw')} kW ({limit.get('source')}), {limit.get('state')}"
+                     + (f" ({limit['fallback_reason']})" if limit.get("fallback_reason") else "")
+                     + (f", export {export} kW" if export is not None else ""))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
-from edgeagent import __version__, safety_wiring
+from edgeagent import __version__, control_handlers, safety_wiring
 from edgeagent.config import Config
+from edgeagent.control import ControlServer
 from edgeagent.cycle import Command, CycleRecord, ScanCycle
 from edgeagent.field.modbus import ModbusDevice
 from edgeagent.image import PointSpec, ProcessImage, Quality
@@ -68,6 +69,9 @@ class Daemon:
         self.cycle = ScanCycle(self.image, cfg.scan.period_s, interlocks=interlock_phases,
                                controllers=controller_phases, arbiter=self.safety.arbitrate,
                                write=self._route, on_cycle=self._on_cycle)
+        self.control_path = Path(cfg.state_dir) / "control.sock"
+        self.control = ControlServer(self.control_path)
+        control_handlers.register(self.control, self)
         self.started_mono = time.monotonic()
         self.stop_event = asyncio.Event()
         self._watchdog_every_s = min(1.0, self.notifier.watchdog_interval_s() or 1.0)
@@ -126,16 +130,28 @@ class Daemon:
         self.stop_event.set()
 
     async def run(self, extra_tasks: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()) -> None:
-        """Run until `request_stop()` (or SIGTERM/SIGINT when installed by `serve`)."""
+        """Run until `request_stop()` (or SIGTERM/SIGINT when installed by `serve`).
+
+        Raises `ControlStartError` before anything else starts when the control socket cannot be
+        had (e.g. another daemon already serves this state directory).
+        """
         log.info("daemon.starting", version=__version__, config=self.cfg.path,
                  config_sha256=self.cfg.sha256[:12], site=self.cfg.site.site_id, node=self.cfg.site.node_id,
                  devices=len(self.devices), period_ms=self.cfg.scan.period_s * 1000)
+        await self.control.start()
+        try:
+            await self._run(extra_tasks)
+        finally:
+            await self.control.close()  # already closed by its task unless the group failed early
+
+    async def _run(self, extra_tasks: tuple[Callable[[], Coroutine[Any, Any, None]], ...]) -> None:
         tasks: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as tg:
             for name, device in self.devices.items():
                 tasks.append(tg.create_task(device.run(), name=f"device:{name}"))
             tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
             tasks.append(tg.create_task(self._status_loop(), name="status"))
+            tasks.append(tg.create_task(self.control.serve(), name="control"))
             uplink_task = None
             if self.uplink is not None:
                 uplink_task = tg.create_task(self.uplink.run(), name="uplink")

@@ -268,12 +268,13 @@ class Interlocks:
         events, self._events = self._events, []
         return events
 
-    def reset(self, name: str) -> str | None:
+    def reset(self, name: str, *, by: str = "local") -> str | None:
         """Local reset of a latched interlock. Returns None when reset, else why not.
 
         Allowed only once the condition has released (state LATCHED) and every input is usable:
         resetting while the cause is still there (or cannot be seen) would only re-trip, or worse,
-        briefly lift the safe action.
+        briefly lift the safe action. `by` names who asked (e.g. "alice (uid 1000)"); it goes into
+        the reset event's reason, so the log and the uplink say who lifted the safe action.
         """
         rt = self._rt.get(name)
         if rt is None:
@@ -291,7 +292,8 @@ class Interlocks:
         rt.state = InterlockState.IDLE
         rt.pickup_since = rt.release_since = None
         self._events.append(InterlockEvent(EVENT_RESET, name, self._t_mono if self._t_mono is not None else 0.0,
-                                           MappingProxyType({}), "local reset"))
+                                           MappingProxyType({}),
+                                           "local reset" if by == "local" else f"local reset by {by}"))
         rt.reason = ""
         return None
 
