@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from typing import Any, TypeVar
 from edgeagent.configcheck import Checker
 from edgeagent.safety.arbitration import Bound
 from edgeagent.safety.export_limit_types import BessTarget, ExportLimitConfig, PvTarget
-from edgeagent.safety.interlocks import BadInput, Condition, InterlockSpec, SafeSetpoint
+from edgeagent.safety.interlocks import BadInput, Condition, InterlockSpec, SafeBound, SafeSetpoint
 from edgeagent.safety.presets import resolve_preset
 from edgeagent.safety.schedule import ExportSchedule, LimitWindow
 from edgeagent.safety.tracking import Feedback, FollowMode
@@ -162,7 +164,8 @@ def _point_values(c: Checker, t: dict[str, Any], key: str, path: str, known: set
 
 
 _INTERLOCK_KEYS = ["name", "points", "condition", "limit", "low", "high", "rate_per_s", "hysteresis", "pickup_ms",
-                   "dropout_ms", "latch", "on_bad_input", "safe_action", "preset", "nominal_v", "nominal_hz"]
+                   "dropout_ms", "latch", "on_bad_input", "safe_action", "safe_bounds", "preset", "nominal_v",
+                   "nominal_hz"]
 
 
 def _interlock(c: Checker, t: dict[str, Any], path: str, points: set[str], writable: set[str]) -> InterlockSpec | None:
@@ -201,14 +204,39 @@ def _interlock(c: Checker, t: dict[str, Any], path: str, points: set[str], writa
     policy = c.string(t, "on_bad_input", path, default="trip", choices=[x.value for x in BadInput])
     fields["on_bad_input"] = BadInput(policy) if policy in [x.value for x in BadInput] else BadInput.TRIP
     actions = []
-    for _, target, value in _point_values(c, t, "safe_action", path, writable, required=True,
+    for _, target, value in _point_values(c, t, "safe_action", path, writable, required="safe_bounds" not in t,
                                           what="setpoint (declare it in [[setpoints]])"):
         device, point = target.split(".", 1)
         actions.append(SafeSetpoint(device, point, value))
+    bounds = _safe_bounds(c, t, path, writable)
     if c.problems and any(p.path.startswith(path) for p in c.problems):
         return None
     return _build(c, path, lambda: InterlockSpec(name=name, points=tuple(raw_points), safe_action=tuple(actions),
-                                                 **fields))
+                                                 safe_bounds=tuple(bounds), **fields))
+
+
+def _safe_bounds(c: Checker, t: dict[str, Any], path: str, writable: set[str]) -> list[SafeBound]:
+    """`safe_bounds = [{ point = "bess.WSet", min = 0 }]`: ranges held while tripped."""
+    raw = t.get("safe_bounds", [])
+    if not isinstance(raw, list) or ("safe_bounds" in t and not raw):
+        c.error(f"{path}.safe_bounds", 'must be a list like [{ point = "bess.WSet", min = 0 }]', raw)
+        return []
+    out: list[SafeBound] = []
+    for j, entry in enumerate(raw):
+        epath = f"{path}.safe_bounds[{j}]"
+        if not isinstance(entry, dict):
+            c.error(epath, "must be a table { point = ..., min = ..., max = ... }", entry)
+            continue
+        c.only_keys(entry, epath, ["point", "min", "max"])
+        target = _point(c, entry, "point", epath, writable, "setpoint (declare it in [[setpoints]])")
+        lo = c.number(entry, "min", epath, default=-math.inf)
+        hi = c.number(entry, "max", epath, default=math.inf)
+        if target in writable:
+            device, point = target.split(".", 1)
+            bound = _build(c, epath, functools.partial(SafeBound, device, point, lo, hi))
+            if bound is not None:
+                out.append(bound)
+    return out
 
 
 _LIMIT_KEYS = ["meter", "static_kw", "schedule", "default_kw", "contract_min_kw", "contract_max_kw", "margin_kw",

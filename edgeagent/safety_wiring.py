@@ -112,7 +112,13 @@ def build(cfg: SafetyConfig) -> SafetyPhases:
             return (0.0, float("inf")) if soc >= soc_max else None
 
         dynamic[(bess.device, bess.point)] = no_charge_when_full
-    arbiter = Arbiter(cfg.setpoints, dynamic) if (cfg.setpoints or interlocks or limiter) else None
+    arbiter = None
+    if cfg.setpoints or interlocks or limiter:
+        arbiter = Arbiter(cfg.setpoints, dynamic, trip_bounds=interlocks.bounds if interlocks else None)
+    if limiter is not None and arbiter is not None and limiter.config.bess is not None:
+        bess_key = (limiter.config.bess.device, limiter.config.bess.point)
+        if bess_key in arbiter.bounds:
+            limiter.envelope = arbiter.envelope
     feedbacks = {(b.device, b.point): b.feedback for b in cfg.setpoints if b.feedback is not None}
     watch = ActuatorWatch(feedbacks, arbiter.last_written) if feedbacks and arbiter is not None else None
     return SafetyPhases(interlocks, limiter, arbiter, watch)

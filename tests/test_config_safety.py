@@ -125,3 +125,34 @@ def test_overlap_and_contract_messages_name_the_problem() -> None:
     assert not any("exactly one" in line for line in overlap), overlap  # no cascade
     above = problems(BASE.replace("limit_kw = 20", "limit_kw = 95"))
     assert any("95" in line and "contract" in line for line in above), above
+
+
+HOT = """
+[[interlocks]]
+name = "too_hot_to_charge"
+points = ["bess.cell_v_max"]
+condition = "above"
+limit = 3.6
+safe_bounds = [{ point = "bess.WSet", min = 0 }]
+"""
+
+
+def test_safe_bounds_load_without_a_safe_action() -> None:
+    spec = config.parse(BASE + HOT).safety.interlocks[-1]
+    assert spec.safe_action == ()
+    assert [(b.device, b.point, b.minimum, b.maximum) for b in spec.safe_bounds] == [
+        ("bess", "WSet", 0.0, float("inf"))]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("min = 0 }", "min = 5, max = 1 }"), "interlocks[2].safe_bounds[0]: safe bound bess.WSet: needs min <= max"),
+    ((", min = 0 }", " }"), "interlocks[2].safe_bounds[0]: safe bound bess.WSet: give min, max or both"),
+    (('point = "bess.WSet", min', 'point = "bess.SoC", min'),
+     "interlocks[2].safe_bounds[0].point: unknown setpoint (declare it in [[setpoints]])"),
+    (("min = 0 }", "minimum = 0 }"), "interlocks[2].safe_bounds[0].minimum: unknown key"),
+    (('safe_bounds = [{ point = "bess.WSet", min = 0 }]', "safe_bounds = []"), "interlocks[2].safe_bounds: must be"),
+    (('safe_bounds = [{ point = "bess.WSet", min = 0 }]', ""), "interlocks[2].safe_action: must be a list"),
+])
+def test_safe_bound_mistakes_are_reported_precisely(change: tuple[str, str], expected: str) -> None:
+    lines = problems(BASE + HOT.replace(*change))
+    assert any(expected in line for line in lines), lines

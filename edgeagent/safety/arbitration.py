@@ -4,9 +4,11 @@ Order of authority, per setpoint:
 1. the safe action of an active interlock trip (origin "interlock:…") overrides everything;
    when several trips act on one point, the most conservative value (closest to zero) wins;
 2. otherwise the last request of the cycle (controllers, then approved actions) is taken;
-3. whatever is chosen is clamped to the envelope: the point's rated bounds and the dynamic
-   bounds of the moment (e.g. no discharge below the SoC floor). Safe actions are clamped too:
-   a misconfigured safe value must not leave the envelope either.
+3. whatever is chosen is clamped to the envelope: the point's rated bounds, the dynamic
+   bounds of the moment (e.g. no discharge below the SoC floor) and the bounds of active trips
+   (a safe action pins its point, a safe bound keeps it in a range, e.g. "no charging while the
+   cells are too hot"). Safe actions are clamped too: a misconfigured safe value must not leave
+   the envelope either. Controllers can read the same envelope before they ask.
 
 A setpoint is written only when it changes (beyond its deadband) or when its refresh interval has
 passed, so devices with a revert timer (SunSpec RvrtTms) are refreshed before they revert, and
@@ -64,6 +66,9 @@ class Bound:
 DynamicBound = Callable[[Snapshot], tuple[float, float] | None]
 """Extra bounds of the moment for one setpoint (e.g. from SoC); None when they do not apply."""
 
+TripBounds = Callable[[], Mapping[tuple[str, str], tuple[float, float]]]
+"""The ranges active interlock trips impose, per setpoint (see `Interlocks.bounds`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -79,10 +84,11 @@ class Grant:
 
 
 class Arbiter:
-    def __init__(self, bounds: Sequence[Bound], dynamic: Mapping[tuple[str, str], DynamicBound] | None = None
-                 ) -> None:
+    def __init__(self, bounds: Sequence[Bound], dynamic: Mapping[tuple[str, str], DynamicBound] | None = None,
+                 trip_bounds: TripBounds | None = None) -> None:
         self.bounds = {(b.device, b.point): b for b in bounds}
         self.dynamic = dict(dynamic or {})
+        self.trip_bounds = trip_bounds
         self._last: dict[tuple[str, str], tuple[float, float]] = {}  # value, t_mono of the last write
         self._activated: dict[tuple[str, str], float] = {}  # t_mono of the last activation write
         self.grants: list[Grant] = []
@@ -91,12 +97,14 @@ class Arbiter:
         bound = self.bounds[key]
         lo, hi = bound.minimum, bound.maximum
         extra = self.dynamic.get(key)
-        if extra is not None:
-            limits = extra(snapshot)
-            if limits is not None:
-                lo, hi = max(lo, limits[0]), min(hi, limits[1])
-                if lo > hi:  # contradictory bounds: hold the value closest to zero inside the rating
-                    lo = hi = min(max(0.0, bound.minimum), bound.maximum)
+        limits = extra(snapshot) if extra is not None else None
+        if limits is not None:
+            lo, hi = max(lo, limits[0]), min(hi, limits[1])
+        tripped = self.trip_bounds().get(key) if self.trip_bounds is not None else None
+        if tripped is not None:
+            lo, hi = max(lo, tripped[0]), min(hi, tripped[1])
+        if lo > hi:  # contradictory bounds: hold the value closest to zero inside the rating
+            lo = hi = min(max(0.0, bound.minimum), bound.maximum)
         return lo, hi
 
     def __call__(self, snapshot: Snapshot, requests: tuple[Command, ...]) -> tuple[Command, ...]:

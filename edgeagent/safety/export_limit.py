@@ -33,6 +33,7 @@ Fallback (meter not GOOD, missing, or frozen)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from edgeagent.cycle import Command
 from edgeagent.image import Quality, Snapshot
@@ -88,6 +89,8 @@ class ExportLimiter:
         self._frz_plant: tuple[float, float, float | None] = (0.0, 100.0, None)
         self._rated_w_cache: float | None = None
         self._bumpless = False  # on leaving FALLBACK, start the integrator from what is applied
+        #: (device, point), snapshot -> (lo, hi) the arbiter will grant; set by the wiring
+        self.envelope: Callable[[tuple[str, str], Snapshot], tuple[float, float]] | None = None
 
     @property
     def margin_kw(self) -> float:
@@ -143,12 +146,18 @@ class ExportLimiter:
         return rated if rated is not None and math.isfinite(rated) and rated > 0 else None
 
     def _bess_avail_w(self, snapshot: Snapshot) -> float:
+        """Charge power the BESS can take now: 0 when full or its SoC is unknown, and never more
+        than the envelope grants (an interlock that pins or bounds the setpoint, e.g. too hot to
+        charge), so the controller shifts to PV curtailment instead of asking in vain."""
         b = self.config.bess
         if b is None:
             return 0.0
         soc = snapshot.value(b.soc_point)
         if soc is None or not math.isfinite(soc) or soc >= b.soc_max_pct:
             return 0.0
+        if self.envelope is not None:
+            lowest, _ = self.envelope((b.device, b.point), snapshot)
+            return min(b.max_charge_w, max(0.0, -lowest))
         return b.max_charge_w
 
     def _meter(self, snapshot: Snapshot) -> tuple[float | None, float, FallbackReason, str]:
@@ -203,6 +212,8 @@ class ExportLimiter:
         self._rated_w_cache = rated
         pv_w = snapshot.value(c.pv.power_point) if c.pv is not None and c.pv.power_point else None
         bess_avail = self._bess_avail_w(snapshot)
+        # what the BESS cannot take, it is not taking: the integrator must not count on it
+        self._bess_w = max(self._bess_w, -bess_avail)
 
         w, t_sample, reason, detail = self._meter(snapshot)
         if w is not None and self._frozen(w, t_sample, pv_w):

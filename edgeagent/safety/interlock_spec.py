@@ -80,6 +80,27 @@ class SafeSetpoint:
                              f"got {self.value!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class SafeBound:
+    """A range one setpoint is held inside while tripped, instead of one fixed value: e.g. "no
+    charging" (`bess.WSet` >= 0) when the cells are too hot to charge but may still discharge.
+    Infinite ends are allowed; the setpoint's rated bounds still apply."""
+
+    device: str
+    point: str
+    minimum: float = -math.inf
+    maximum: float = math.inf
+
+    def __post_init__(self) -> None:
+        if not self.device or not self.point:
+            raise ValueError("safe bound needs a device and a point")
+        if math.isnan(self.minimum) or math.isnan(self.maximum) or not self.minimum <= self.maximum:
+            raise ValueError(f"safe bound {self.device}.{self.point}: needs min <= max, got "
+                             f"[{self.minimum}, {self.maximum}]")
+        if math.isinf(self.minimum) and math.isinf(self.maximum):
+            raise ValueError(f"safe bound {self.device}.{self.point}: give min, max or both")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InterlockSpec:
     """One interlock as configured. Validated on construction so a bad config fails loudly at load
@@ -98,6 +119,7 @@ class InterlockSpec:
     latch: bool = False
     on_bad_input: BadInput = BadInput.TRIP
     safe_action: tuple[SafeSetpoint, ...] = ()
+    safe_bounds: tuple[SafeBound, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"interlock {self.name!r}"
@@ -140,13 +162,21 @@ class InterlockSpec:
                 raise ValueError(f"{where}: hysteresis {h} must be below rate_per_s {self.rate_per_s}, "
                                  f"else the interlock could never clear")
             self._only(where, "rate_per_s")
-        if not isinstance(self.safe_action, tuple) or not self.safe_action:
-            raise ValueError(f"{where}: safe_action must be a non-empty tuple of SafeSetpoint")
+        if not isinstance(self.safe_action, tuple) or not isinstance(self.safe_bounds, tuple):
+            raise ValueError(f"{where}: safe_action and safe_bounds must be tuples")
+        if not self.safe_action and not self.safe_bounds:
+            raise ValueError(f"{where}: safe_action must be a non-empty tuple of SafeSetpoint "
+                             "(or give safe_bounds): a trip must do something")
         if any(not isinstance(sp, SafeSetpoint) for sp in self.safe_action):
             raise ValueError(f"{where}: every safe_action entry must be a SafeSetpoint")
+        if any(not isinstance(sb, SafeBound) for sb in self.safe_bounds):
+            raise ValueError(f"{where}: every safe_bounds entry must be a SafeBound")
         targets = [(sp.device, sp.point) for sp in self.safe_action]
         if len(set(targets)) != len(targets):
             raise ValueError(f"{where}: safe_action sets the same device point twice")
+        bounded = [(sb.device, sb.point) for sb in self.safe_bounds]
+        if len(set(bounded)) != len(bounded) or set(bounded) & set(targets):
+            raise ValueError(f"{where}: a device point appears twice in safe_action / safe_bounds")
 
     def _only(self, where: str, *allowed: str) -> None:
         """Refuse parameters that the condition does not use: a stray `limit` on an OUTSIDE

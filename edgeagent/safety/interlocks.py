@@ -34,6 +34,7 @@ from edgeagent.safety.interlock_spec import (
     InterlockEvent,
     InterlockSpec,
     InterlockState,
+    SafeBound,
     SafeSetpoint,
 )
 
@@ -56,6 +57,8 @@ class _Runtime:
     release_since: float | None = None
     reason: str = ""
     bad_points: frozenset[str] = frozenset()
+    # the condition itself was seen while tripped (not only unusable inputs): only that latches
+    condition_seen: bool = False
     # rate of change: last good sample per point (its t_mono, value) and the latest rate
     last_sample: dict[str, tuple[float, float]] = field(default_factory=dict)
     rate: dict[str, float] = field(default_factory=dict)
@@ -109,6 +112,25 @@ class Interlocks:
         return frozenset(n for n, rt in self._rt.items()
                          if rt.state in (InterlockState.TRIPPED, InterlockState.LATCHED))
 
+    def reason(self, name: str) -> str:
+        """Why the interlock is tripped or latched ("" when idle)."""
+        return self._rt[name].reason
+
+    def bounds(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """The envelope the active trips impose, per setpoint: a safe action holds its point at one
+        value, a safe bound keeps it in a range; several trips on one point intersect (if they
+        contradict, the arbiter holds the value closest to zero). Controllers read this through
+        the arbiter's envelope, so they plan with what will really be granted."""
+        out: dict[tuple[str, str], tuple[float, float]] = {}
+        for name in self.active():
+            spec = self._specs[name]
+            ranges = [((sp.device, sp.point), (float(sp.value), float(sp.value))) for sp in spec.safe_action]
+            ranges += [((sb.device, sb.point), (sb.minimum, sb.maximum)) for sb in spec.safe_bounds]
+            for key, (lo, hi) in ranges:
+                old = out.get(key)
+                out[key] = (lo, hi) if old is None else (max(old[0], lo), min(old[1], hi))
+        return out
+
     def drain_events(self) -> list[InterlockEvent]:
         events, self._events = self._events, []
         return events
@@ -136,6 +158,7 @@ class Interlocks:
             return f"input not usable: {', '.join(sorted(rt.bad_points))}"
         rt.state = InterlockState.IDLE
         rt.pickup_since = rt.release_since = None
+        rt.condition_seen = False
         self._events.append(InterlockEvent(EVENT_RESET, name, self._t_mono if self._t_mono is not None else 0.0,
                                            MappingProxyType({}),
                                            "local reset" if by == "local" else f"local reset by {by}"))
@@ -223,8 +246,9 @@ class Interlocks:
         self._events.append(InterlockEvent(kind, spec.name, t, MappingProxyType(dict(values)), reason))
 
     def _trip(self, spec: InterlockSpec, rt: _Runtime, t: float, values: Mapping[str, float | None],
-              reason: str) -> None:
+              reason: str, *, by_condition: bool = True) -> None:
         rt.pickup_since = rt.release_since = None
+        rt.condition_seen = rt.condition_seen or by_condition
         if rt.state is InterlockState.LATCHED:
             # the cause came back before the reset: reset is refused again, safe action never lifted
             rt.state = InterlockState.TRIPPED
@@ -249,7 +273,7 @@ class Interlocks:
 
         if bad and spec.on_bad_input is BadInput.TRIP:
             detail = "; ".join(f"{p}: {why}" for p, why in bad.items())
-            self._trip(spec, rt, t, values, f"input not usable: {detail}")
+            self._trip(spec, rt, t, values, f"input not usable: {detail}", by_condition=False)
             return
         if bad and spec.on_bad_input is BadInput.HOLD:
             # unknown inputs prove neither a cause nor its absence: keep the state, restart dropout
@@ -282,6 +306,8 @@ class Interlocks:
             what = ", ".join(f"{p}={x:g}" for p, x in holding)
             self._trip(spec, rt, t, values, f"{what} {spec.describe()} again before reset")
             return
+        if holding:
+            rt.condition_seen = True  # tripped on inputs, and now the inputs show the condition
         if not released:
             rt.release_since = None
             return
@@ -292,14 +318,17 @@ class Interlocks:
         if t - rt.release_since < spec.dropout_s:
             return
         rt.release_since = None
-        if spec.latch:
+        if spec.latch and rt.condition_seen:
             rt.state = InterlockState.LATCHED
             self._emit(EVENT_LATCHED, spec, t, values,
                        f"condition cleared; latched until local reset (was: {rt.reason})")
         else:
+            # an input outage is not an event of the plant: once the inputs are back and show no
+            # condition, even a latching interlock clears (else every restart would need a reset)
             rt.state = InterlockState.IDLE
             self._emit(EVENT_CLEAR, spec, t, values, f"condition cleared (was: {rt.reason})")
             rt.reason = ""
+            rt.condition_seen = False
 
 
 __all__ = [
@@ -314,5 +343,6 @@ __all__ = [
     "InterlockSpec",
     "InterlockState",
     "Interlocks",
+    "SafeBound",
     "SafeSetpoint",
 ]

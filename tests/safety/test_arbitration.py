@@ -120,3 +120,33 @@ def test_activation_must_name_another_point_with_a_finite_value() -> None:
         Bound("pv", "WMaxLimPct", 0, 100, activate=(("WMaxLimPct", 1),))
     with pytest.raises(ValueError, match="activate"):
         Bound("pv", "WMaxLimPct", 0, 100, activate=(("WMaxLim_Ena", math.nan),))
+
+
+def test_trip_bounds_clamp_every_request_and_contradictions_hold_zero() -> None:
+    active: dict[tuple[str, str], tuple[float, float]] = {("bess", "WSet"): (0.0, math.inf)}  # no charging
+    arb = Arbiter(BOUNDS, {("bess", "WSet"): soc_window}, trip_bounds=lambda: active)
+    (cmd,) = arb(snap(), (Command("bess", "WSet", -40_000.0, "controller:x", "absorb"),))
+    assert cmd.value == 0.0 and "clamped to [0, 100000]" in cmd.reason
+    (cmd,) = arb(snap(t=101.0), (Command("bess", "WSet", 30_000.0, "controller:x", "discharge"),))
+    assert cmd.value == 30_000.0  # discharging is still allowed
+    active[("bess", "WSet")] = (5_000.0, 4_000.0)  # two trips that contradict each other
+    assert arb.envelope(("bess", "WSet"), snap()) == (0.0, 0.0)
+
+
+@given(st.lists(st.tuples(requests, st.one_of(st.none(), st.floats(0, 100)),
+                          st.one_of(st.none(), st.tuples(st.floats(-200_000, 200_000), st.floats(-200_000, 200_000)))),
+                min_size=1, max_size=20))
+def test_no_write_leaves_the_envelope_with_trip_bounds(
+        cycles: list[tuple[list[Command], float | None, tuple[float, float] | None]]) -> None:
+    active: dict[tuple[str, str], tuple[float, float]] = {}
+    arb = Arbiter(BOUNDS, {("bess", "WSet"): soc_window}, trip_bounds=lambda: active)
+    for i, (reqs, soc, bound) in enumerate(cycles):
+        active.clear()
+        if bound is not None:
+            active[("bess", "WSet")] = bound
+        s = snap(t=float(i), soc=soc)
+        for command in arb(s, tuple(reqs)):
+            lo, hi = arb.envelope((command.device, command.point), s)
+            assert math.isfinite(command.value) and lo <= command.value <= hi
+            if command.point == "WSet" and bound is not None and bound[0] <= bound[1]:
+                assert max(bound[0], -100_000) <= command.value <= min(bound[1], 100_000) or command.value == 0.0

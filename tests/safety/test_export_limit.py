@@ -441,3 +441,17 @@ def test_setpoints_stay_in_bounds(bess_tau: float, bess_dead: float, pv_tau: flo
         assert b - a <= 100_000.0 * 0.11 + 1e-6
     for a, b in itertools.pairwise(trace.pv_pct):
         assert b - a <= 50.0 * 0.11 + 1e-9
+
+
+def test_a_trip_that_forbids_charging_moves_the_work_to_pv_curtailment() -> None:
+    """An interlock pins the BESS at 0 (through the arbiter's envelope) while it absorbs export:
+    the limiter stops counting on it at once and curtails PV instead, as with a full battery."""
+    lim = ExportLimiter(config())
+    lim.envelope = lambda key, snap: (0.0, math.inf) if snap.t_mono >= 5.0 else (-MAX_CHARGE_W, math.inf)
+    trace = simulate(lim, PlantParams(meter_noise_w=100.0), lambda t: 70_000.0, 14.0, seed=3)
+    before = [b for t, b in zip(trace.t, trace.bess_cmd, strict=True) if 4.0 < t < 5.0]
+    assert min(before) < -15_000  # the battery was doing the work
+    after = [(t, b, p) for t, b, p in zip(trace.t, trace.bess_cmd, trace.pv_pct, strict=True) if t >= 5.0]
+    assert all(b == 0.0 for _, b, _ in after)  # never asked to charge again
+    assert min(p for _, _, p in after) < 80.0  # PV curtailed instead
+    assert settle_time(trace, 5.0, 20.0) < 4.0

@@ -22,6 +22,7 @@ from edgeagent.safety.interlocks import (
     Interlocks,
     InterlockSpec,
     InterlockState,
+    SafeBound,
     SafeSetpoint,
 )
 
@@ -360,7 +361,7 @@ def test_properties_over_random_sequences(cycles: list[Cycle], p1: BadInput, p2:
             img.write(Sample(point, value, "", quality, t, 1e9 + t, "r"))
         snap = img.snapshot(t)
         held = (InterlockState.TRIPPED, InterlockState.LATCHED)
-        latched_before = {s.name for s in specs if s.latch and ph.state(s.name) in held}
+        latched_before = {s.name for s in specs if ph.state(s.name) is InterlockState.LATCHED}
         cmds = ph(snap, ())  # (d) never raises
         events = ph.drain_events()
         for s in specs:
@@ -373,10 +374,15 @@ def test_properties_over_random_sequences(cycles: list[Cycle], p1: BadInput, p2:
             # (b) a bad input under the TRIP policy yields the safe action in the same cycle
             if s.on_bad_input is BadInput.TRIP and any(_unusable(snap.value(p)) for p in s.points):
                 assert state is InterlockState.TRIPPED and safe_in(cmds, s.name)
-            # (c) a latching trip never clears by itself
+            # (c) a latched trip never clears without a reset; a latching interlock clears by itself
+            # only from a trip on unusable inputs alone (an input outage is not a plant event)
             if s.name in latched_before:
                 assert state in held
                 assert not any(e.name == EVENT_CLEAR and e.interlock == s.name for e in events)
+            if s.latch:
+                for e in events:
+                    if e.name == EVENT_CLEAR and e.interlock == s.name:
+                        assert "(was: input not usable" in e.reason
             if try_reset:
                 before = ph.state(s.name)
                 why = ph.reset(s.name)
@@ -384,3 +390,65 @@ def test_properties_over_random_sequences(cycles: list[Cycle], p1: BadInput, p2:
                 assert (why is None) == (s.latch and before is InterlockState.LATCHED and all_usable)
                 if why is None:
                     assert ph.state(s.name) is InterlockState.IDLE
+
+
+# -- latching after input outages, and safe bounds ----------------------------------------------------
+
+def test_a_trip_on_unusable_inputs_alone_clears_even_when_latching() -> None:
+    rig = Rig(spec(latch=True))
+    assert safe_in(rig.step(0.0, quality=Quality.STALE, reason="no answer", pcc_V=50.0), "ov")
+    assert rig.kinds() == [EVENT_STALE_INPUT, EVENT_TRIP]
+    assert rig.step(0.1, pcc_V=50.0) == ()  # inputs back, no condition: no reset needed
+    assert rig.kinds() == [EVENT_CLEAR]
+    assert rig.ph.state("ov") is InterlockState.IDLE
+
+
+def test_a_condition_seen_during_an_input_trip_latches() -> None:
+    rig = Rig(spec(latch=True))
+    rig.step(0.0, quality=Quality.STALE, pcc_V=50.0)
+    assert safe_in(rig.step(0.1, pcc_V=105.0), "ov")  # inputs back and over the limit
+    assert safe_in(rig.step(0.2, pcc_V=50.0), "ov")
+    assert rig.ph.state("ov") is InterlockState.LATCHED
+    assert rig.ph.reset("ov", by="alice (uid 1000)") is None
+    assert rig.kinds()[-1] == EVENT_RESET
+
+
+def test_inputs_lost_while_latched_need_a_reset_after_they_return() -> None:
+    rig = Rig(spec(latch=True))
+    rig.step(0.0, pcc_V=105.0)
+    rig.step(0.1, pcc_V=50.0)
+    assert rig.ph.state("ov") is InterlockState.LATCHED
+    rig.step(0.2, quality=Quality.STALE, pcc_V=50.0)
+    assert safe_in(rig.step(0.3, pcc_V=50.0), "ov")
+    assert rig.ph.state("ov") is InterlockState.LATCHED  # the condition was seen before the outage
+
+
+def test_bounds_of_active_trips_intersect_and_include_safe_actions() -> None:
+    no_charge = spec(name="hot", points=("bess.T",), limit=45.0, safe_action=(),
+                     safe_bounds=(SafeBound("bess", "WSet", minimum=0.0),))
+    cap = spec(name="cap", points=("bess.T",), limit=50.0, safe_action=(),
+               safe_bounds=(SafeBound("bess", "WSet", minimum=-1000.0, maximum=20_000.0),))
+    rig = Rig(spec(), no_charge, cap)
+    assert rig.step(0.0, pcc_V=50.0, bess_T=30.0) == () and rig.ph.bounds() == {}
+    cmds = rig.step(0.1, pcc_V=50.0, bess_T=47.0)
+    assert cmds == ()  # a bound alone writes nothing: it clamps what others ask for
+    assert rig.ph.bounds() == {("bess", "WSet"): (0.0, math.inf)}
+    rig.step(0.2, pcc_V=50.0, bess_T=55.0)
+    assert rig.ph.bounds() == {("bess", "WSet"): (0.0, 20_000.0)}
+    rig.step(0.3, pcc_V=105.0, bess_T=55.0)
+    assert rig.ph.bounds() == {("bess", "WSet"): (0.0, 0.0), ("inv", "WMaxLimPct"): (0.0, 0.0)}
+    assert "bess.T=55" in rig.ph.reason("hot") or "bess.T=47" in rig.ph.reason("hot")
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"safe_action": (), "safe_bounds": ()}, "a trip must do something"),
+    ({"safe_bounds": (SafeBound("bess", "WSet", 0.0),), "safe_action": (SafeSetpoint("bess", "WSet", 0.0),)},
+     "appears twice"),
+])
+def test_bad_safe_bounds_are_refused(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        spec(**kw)
+    with pytest.raises(ValueError, match="needs min <= max"):
+        SafeBound("bess", "WSet", 5.0, 1.0)
+    with pytest.raises(ValueError, match="give min, max or both"):
+        SafeBound("bess", "WSet")
