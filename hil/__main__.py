@@ -2,13 +2,19 @@
 
 ``serve`` prints exactly one JSON line to stdout once every device listens::
 
-    {"event": "hil.ready", "scenario": "sunny-day", "speed": 1.0,
+    {"event": "hil.ready", "scenario": "export-step", "speed": 1.0, "duration_s": 30.0,
+     "events": [{"kind": "load_step", "at_s": 10.0, "duration_s": null, "delta_kw": -52.5}],
      "devices": {"meter": {"host": "127.0.0.1", "port": 41234, "unit_id": 1,
                            "sunspec_base": 40000, "models": [1, 203]}, "inverter": {...}, "bess": {...}}}
 
-then (optionally) a JSON status line on stderr every ``--status-interval`` seconds, and runs
-until SIGTERM or SIGINT (exit 0).  A bad scenario, a port in use or any other startup error
-prints one ``hil: error: ...`` line on stderr and exits 2.
+(``duration_s`` is the scenario's recommended run length in wall seconds at speed 1, or null;
+``events`` are its physics events, timed in plant seconds), then (optionally) a JSON status
+line on stderr every ``--status-interval`` seconds, and runs until SIGTERM or SIGINT (exit 0).
+``--trace FILE`` writes one JSON line per physics step to FILE (see :mod:`hil.trace`); it is
+flushed at least twice a second and completely on exit, including on SIGTERM.
+
+A bad scenario, a port in use, an unwritable trace file or any other startup error prints one
+``hil: error: ...`` line on stderr and exits 2.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--status-interval", type=float, default=10.0, help="seconds between status lines on stderr (0 = none)"
     )
+    serve.add_argument("--trace", metavar="FILE", default=None, help="write one JSON line per physics step to FILE")
     commands.add_parser("list", help="list the shipped scenarios")
     return parser
 
@@ -74,7 +81,9 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_plant(scenario, speed=args.speed, host=args.host, port_base=args.port_base) as plant:
+    async with serve_plant(
+        scenario, speed=args.speed, host=args.host, port_base=args.port_base, trace=args.trace
+    ) as plant:
         print(json.dumps(plant.ready_event()), flush=True)
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(plant.wait())]
         if args.status_interval > 0:

@@ -8,8 +8,8 @@ validates them like a real device would and records when each control was last r
 Sign conventions (stated again where they are visible on the wire):
 
 * meter (model 203) ``W``: positive = import from the grid, negative = export;
-* battery (models 802 ``W``/``A`` and 704 ``WSet``): positive = discharge into the AC bus,
-  negative = charge;
+* battery (models 802 ``W``/``A``, 803 ``StrA`` and 704 ``WSet``): positive = discharge into
+  the AC bus, negative = charge;
 * inverter (model 103) ``W``: AC output, >= 0.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import hil
-from hil import physics
+from hil import bess_bank, physics
 from hil.physics import PlantParams, PlantState
 from hil.sunspec_image import PointKey, Raw, SunSpecImage, fit_scale_factor
 
@@ -36,6 +36,7 @@ INVERTER_EFFICIENCY = 0.975
 BESS_V_EMPTY = 680.0
 BESS_V_FULL = 820.0
 BESS_CELLS = 224
+BESS_SOH_PCT = 98.5
 SQRT3 = math.sqrt(3.0)
 
 
@@ -55,11 +56,12 @@ class Device(ABC):
     name: ClassVar[str]
     MODELS: ClassVar[tuple[int, ...]]
     WRITABLE: ClassVar[frozenset[PointKey]] = frozenset()
+    GROUP_COUNTS: ClassVar[Mapping[int, Mapping[str, int]]] = {}
     MODEL_NAME: ClassVar[str]
 
     def __init__(self, params: PlantParams) -> None:
         self.params = params
-        self.image = SunSpecImage(self.MODELS, writable=self.WRITABLE)
+        self.image = SunSpecImage(self.MODELS, writable=self.WRITABLE, group_counts=self.GROUP_COUNTS)
         common = {
             "Mn": "edgeagent-hil",
             "Md": self.MODEL_NAME,
@@ -287,18 +289,20 @@ class InverterDevice(Device):
 
 
 class BessDevice(Device):
-    """Battery storage (models 1, 802, 704) following an active-power setpoint.
+    """Battery storage (models 1, 802, 803, 704) following an active-power setpoint.
 
     With ``WSetEna`` = 1 the battery follows ``WSet`` (W, positive = discharge; or
     ``WSetPct`` % of the rating when ``WSetMod`` = 0), clamped to ``WChaRteMax`` /
     ``WDisChaRteMax``, ramp-limited, and stopped at ``SoCMax`` / ``SoCMin``.  If
     ``WSetRvrtTms`` > 0 and neither ``WSet`` nor ``WSetPct`` has been written for that many
     plant seconds, ``WSet`` reverts to ``WSetRvrt`` (and ``WSetPct`` to ``WSetPctRvrt``);
-    ``WSetRvrtRem`` counts the remaining seconds down.
+    ``WSetRvrtRem`` counts the remaining seconds down.  Model 803 (one string) shows the module
+    temperatures (see :mod:`hil.bess_bank`).
     """
 
     name = "bess"
-    MODELS = (1, 802, 704)
+    MODELS = (1, 802, bess_bank.MODEL_ID, 704)
+    GROUP_COUNTS = bess_bank.GROUP_COUNTS
     MODEL_NAME = "HIL BESS Li-ion"
     WRITABLE = frozenset(
         (704, point) for point in ("WSetEna", "WSetMod", "WSet", "WSetRvrt", "WSetPct", "WSetPctRvrt", "WSetRvrtTms")
@@ -326,7 +330,7 @@ class BessDevice(Device):
         image.set(802, "WDisChaRteMax", rated_w)
         image.set(802, "SoCMax", site.soc_max_pct)
         image.set(802, "SoCMin", site.soc_min_pct)
-        image.set(802, "SoH", 98.5)
+        image.set(802, "SoH", BESS_SOH_PCT)
         image.set(802, "VMax", BESS_V_FULL)
         image.set(802, "VMin", BESS_V_EMPTY)
         image.set(802, "AChaMax", rated_w / BESS_V_EMPTY)
@@ -338,6 +342,7 @@ class BessDevice(Device):
             image.set_raw(802, point, 0)
         for point, raw in (("CellVMaxStr", 1), ("CellVMaxMod", 3), ("CellVMinStr", 1), ("CellVMinMod", 7)):
             image.set_raw(802, point, raw)
+        bess_bank.setup_bank(image, rated_w, BESS_V_EMPTY, BESS_SOH_PCT)
         # DER AC controls (704): idle until a controller enables a setpoint.
         image.set_raw(704, "WSet_SF", 0)
         image.set_raw(704, "WSetPct_SF", 0)
@@ -396,6 +401,7 @@ class BessDevice(Device):
         image.set(802, "CellVAvg", cell)
         image.set(802, "CellVMax", cell + 0.006)
         image.set(802, "CellVMin", cell - 0.008)
+        bess_bank.render_bank(image, state, volts, cell)
         image.set_raw(802, "NCyc", 150 + int(state.bess_discharged_wh / (1000.0 * site.bess_kwh)))
         image.set_raw(802, "Hb", int(state.t_s) % 65535)
         if state.bess_w > 1.0:

@@ -12,6 +12,18 @@ Sign conventions (the same on every device of the plant):
 * PV power is always >= 0.
 
 so that ``meter_w == load_w - pv_w - bess_w`` holds exactly at every step.
+
+The battery answers its setpoint like a real power conversion system: the setpoint commanded
+for the step starting at plant time ``t`` takes effect ``bess_dead_time_s`` later (a delay line
+of commanded setpoints), the power reference follows it as a first-order lag (``bess_tau_s``),
+the power follows the reference within the ramp limit, and the rating and the SoC limits cut
+it off as before.  The delay line lives in :class:`PlantState` (``bess_pending``), so
+:func:`step` stays pure.  With the defaults (no dead time, no lag) the battery behaves exactly
+as a ramp-limited source.
+
+The battery's module temperature follows, with ``bess_thermal_tau_s``, a steady value of
+``ambient_c + bess_heating_c * (|P| / rated)^2`` plus the rise of any active heat event.
+Physics events (:mod:`hil.events`) are part of :class:`PlantParams` and timed in plant seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
+
+from hil.events import PhysicsEvent, heat_rise_c, load_delta_w
 
 #: Fraction of the PV array's kWp delivered at the peak of a clear day (soiling, heat, wiring).
 PV_PERFORMANCE_RATIO = 0.85
@@ -52,7 +66,12 @@ class SiteParams:
     soc_max_pct: float = 95.0
     bess_efficiency: float = 0.95  # one-way, applied on charge and on discharge
     bess_ramp_w_per_s: float = 20000.0
+    bess_dead_time_s: float = 0.0  # from a setpoint on the wire to the start of the response
+    bess_tau_s: float = 0.0  # first-order lag of the power reference after the dead time
     inverter_tau_s: float = 2.0
+    ambient_c: float = 25.0
+    bess_heating_c: float = 10.0  # steady rise above ambient at rated power, scales with (|P|/rated)^2
+    bess_thermal_tau_s: float = 600.0
     nominal_voltage_v: float = 230.0  # phase to neutral
     nominal_frequency_hz: float = 50.0
     sunrise_h: float = 5.25
@@ -86,6 +105,7 @@ class PlantParams:
     weather: WeatherParams = WeatherParams()
     seed: int = 0
     start_hour: float = 11.0
+    events: tuple[PhysicsEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,15 @@ class PlantState:
     load_noise: float = 0.0
     freq_noise: float = 0.0
     volt_noise: float = 0.0
+    bess_temp_c: float = 25.0
+    # The commands the step that produced this state ran with (as on the wire).
+    pv_limit_pct: float = 100.0
+    bess_setpoint_w: float = 0.0
+    # Battery control internals: the setpoint in force after the dead time, the lagged power
+    # reference, and the delay line of (commanded at t_s, setpoint_w) not yet in force.
+    bess_applied_w: float = 0.0
+    bess_reference_w: float = 0.0
+    bess_pending: tuple[tuple[float, float], ...] = ()
 
 
 # -- profiles ---------------------------------------------------------------------------
@@ -221,6 +250,34 @@ def ou_step(x: float, noise: float, dt: float, tau: float) -> float:
     return a * x + math.sqrt(1.0 - a * a) * noise
 
 
+def delay_setpoint(
+    pending: tuple[tuple[float, float], ...], applied_w: float, t_s: float, setpoint_w: float, dead_time_s: float
+) -> tuple[float, tuple[tuple[float, float], ...]]:
+    """Push the setpoint commanded at ``t_s`` into the delay line; return the setpoint in force
+    for the step starting at ``t_s`` (the latest one commanded at least ``dead_time_s`` ago,
+    else ``applied_w``) and the entries still pending.
+
+    A setpoint equal to the one before it is not queued again, so the line stays short however
+    long the dead time is compared with the step.
+    """
+    last = pending[-1][1] if pending else applied_w
+    queue = pending if setpoint_w == last else (*pending, (t_s, setpoint_w))
+    due_t = t_s - dead_time_s + 1e-9
+    count = 0
+    while count < len(queue) and queue[count][0] <= due_t:
+        applied_w = queue[count][1]
+        count += 1
+    return applied_w, queue[count:]
+
+
+def bess_temperature_c(temp_c: float, bess_w: float, t_s: float, params: PlantParams, dt: float) -> float:
+    """Module temperature after one step: first-order towards ambient + I^2R heating + heat events."""
+    site = params.site
+    load = bess_w / (1000.0 * site.bess_kw)
+    target = site.ambient_c + site.bess_heating_c * load * load + heat_rise_c(params.events, t_s)
+    return first_order(temp_c, target, dt, site.bess_thermal_tau_s)
+
+
 def bess_step(bess_w: float, soc_pct: float, setpoint_w: float, site: SiteParams, dt: float) -> tuple[float, float]:
     """Battery power and SoC after one step: clamp to ratings, ramp, stop at the SoC limits."""
     rated = 1000.0 * site.bess_kw
@@ -247,7 +304,8 @@ def initial_state(params: PlantParams, rng: np.random.Generator) -> PlantState:
     site = params.site
     available = pv_available_w(params, 0.0)
     pv = min(available, site.inverter_w)
-    load = 1000.0 * site.load_peak_kw * load_shape(hour_of_day(params, 0.0))
+    base_load = 1000.0 * site.load_peak_kw * load_shape(hour_of_day(params, 0.0))
+    load = max(0.0, base_load + load_delta_w(params.events, 0.0))
     return PlantState(
         t_s=0.0,
         pv_available_w=available,
@@ -264,6 +322,7 @@ def initial_state(params: PlantParams, rng: np.random.Generator) -> PlantState:
         pv_wh=float(rng.uniform(1.0e5, 1.0e6)),
         bess_charged_wh=float(rng.uniform(1.0e4, 1.0e5)),
         bess_discharged_wh=0.0,
+        bess_temp_c=site.ambient_c + heat_rise_c(params.events, 0.0),
     )
 
 
@@ -280,9 +339,17 @@ def step(state: PlantState, params: PlantParams, commands: Commands, noise: Nois
     pv = min(first_order(state.pv_w, pv_target, dt, site.inverter_tau_s), available)
 
     load_noise = ou_step(state.load_noise, noise.load, dt, LOAD_NOISE_TAU_S)
-    load = max(0.0, 1000.0 * site.load_peak_kw * load_shape(hour) * (1.0 + LOAD_NOISE_REL * load_noise))
+    # A load step adds to (or removes from) the load that the noise modulates: a consumer that
+    # switches off takes its share of the fluctuation with it.
+    base_load = 1000.0 * site.load_peak_kw * load_shape(hour) + load_delta_w(params.events, t)
+    load = max(0.0, base_load * (1.0 + LOAD_NOISE_REL * load_noise))
 
-    bess, soc = bess_step(state.bess_w, state.soc_pct, commands.bess_setpoint_w, site, dt)
+    applied, pending = delay_setpoint(
+        state.bess_pending, state.bess_applied_w, state.t_s, commands.bess_setpoint_w, site.bess_dead_time_s
+    )
+    rated = 1000.0 * site.bess_kw
+    reference = first_order(state.bess_reference_w, min(max(applied, -rated), rated), dt, site.bess_tau_s)
+    bess, soc = bess_step(state.bess_w, state.soc_pct, reference, site, dt)
     meter = load - pv - bess
 
     freq_noise = ou_step(state.freq_noise, noise.freq, dt, FREQ_NOISE_TAU_S)
@@ -311,6 +378,12 @@ def step(state: PlantState, params: PlantParams, commands: Commands, noise: Nois
         load_noise=load_noise,
         freq_noise=freq_noise,
         volt_noise=volt_noise,
+        bess_temp_c=bess_temperature_c(state.bess_temp_c, bess, t, params, dt),
+        pv_limit_pct=commands.pv_limit_pct,
+        bess_setpoint_w=commands.bess_setpoint_w,
+        bess_applied_w=applied,
+        bess_reference_w=reference,
+        bess_pending=pending,
     )
 
 

@@ -1,9 +1,10 @@
 """Scenario files: load a TOML scenario, validate every key, and reject mistakes clearly.
 
-A scenario is the whole experiment: the site, the weather, the start time, the seed and the
-faults to inject.  Every parameter has a default, so an empty file is a valid scenario; every
-unknown key, wrong type or out-of-range value is an error that names the key, because a typo
-silently replaced by a default would make a test pass for the wrong reason.
+A scenario is the whole experiment: the site, the weather, the start time, the seed, the
+faults to inject and the physics events to play.  Every parameter has a default, so an empty
+file is a valid scenario; every unknown key, wrong type or out-of-range value is an error that
+names the key, because a typo silently replaced by a default would make a test pass for the
+wrong reason.
 
 Format (all keys optional)::
 
@@ -12,6 +13,7 @@ Format (all keys optional)::
     seed = 42
     start = 2025-06-21T10:30:00      # plant local time at t = 0 (TOML datetime or ISO string)
     speed = 1.0                      # plant seconds per wall second
+    duration_s = 30.0                # recommended run length, wall seconds at speed 1 (optional)
 
     [site]                           # see hil.physics.SiteParams
     pv_kwp = 100.0
@@ -26,12 +28,31 @@ Format (all keys optional)::
     at_s = 20.0                      # wall seconds since plant start
     duration_s = 15.0
     # delay_ms = 500.0               # slow only, required there
+
+    [[events]]
+    kind = "load_step"               # load_step | bess_heat
+    at_s = 10.0                      # PLANT seconds since the scenario start
+    delta_kw = -30.0                 # load_step: signed change of the site load (never below 0)
+    # duration_s = 5.0               # load_step: optional (absent = rest of the run)
+
+    [[events]]
+    kind = "bess_heat"
+    at_s = 10.0
+    duration_s = 8.0                 # bess_heat: required
+    rise_c = 30.0                    # bess_heat: extra steady-state module temperature, > 0
+
+Two time bases, on purpose: **faults act on the network** and are timed in *wall* seconds since
+the plant started (a meter that is offline for 10 s is offline for 10 s of the client's time,
+whatever the speed); **events act on the physics** and are timed in *plant* seconds since the
+scenario start (a load step at 10 s happens after 10 s of simulated time, so a run is
+reproducible at any speed).  At speed 1 the two coincide.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -40,6 +61,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from hil.events import BessHeat, EventKind, LoadStep, PhysicsEvent
 from hil.faults import DEVICE_NAMES, FaultKind, FaultSpec
 from hil.physics import PlantParams, SiteParams, WeatherParams
 
@@ -64,12 +86,16 @@ class Scenario:
     site: SiteParams = field(default_factory=SiteParams)
     weather: WeatherParams = field(default_factory=WeatherParams)
     faults: tuple[FaultSpec, ...] = ()
+    events: tuple[PhysicsEvent, ...] = ()
+    duration_s: float | None = None  # recommended run length in wall seconds at speed 1
     source: str = "<defaults>"
 
     @property
     def params(self) -> PlantParams:
         start_hour = self.start.hour + self.start.minute / 60.0 + self.start.second / 3600.0
-        return PlantParams(site=self.site, weather=self.weather, seed=self.seed, start_hour=start_hour)
+        return PlantParams(
+            site=self.site, weather=self.weather, seed=self.seed, start_hour=start_hour, events=self.events
+        )
 
 
 # -- ranges -----------------------------------------------------------------------------
@@ -86,7 +112,12 @@ _RANGES: dict[str, tuple[Check, str]] = {
     "site.soc_max_pct": (lambda v: 0 <= v <= 100, "must be within 0..100"),
     "site.bess_efficiency": (lambda v: 0 < v <= 1, "must be within (0, 1]"),
     "site.bess_ramp_w_per_s": (lambda v: v > 0, "must be > 0"),
+    "site.bess_dead_time_s": (lambda v: 0 <= v <= 60, "must be within 0..60"),
+    "site.bess_tau_s": (lambda v: 0 <= v <= 3600, "must be within 0..3600"),
     "site.inverter_tau_s": (lambda v: 0 <= v <= 3600, "must be within 0..3600"),
+    "site.ambient_c": (lambda v: -60 <= v <= 70, "must be within -60..70"),
+    "site.bess_heating_c": (lambda v: 0 <= v <= 200, "must be within 0..200"),
+    "site.bess_thermal_tau_s": (lambda v: 0 <= v <= 86400, "must be within 0..86400"),
     "site.nominal_voltage_v": (lambda v: 0 < v <= 100000, "must be within (0, 100000]"),
     "site.nominal_frequency_hz": (lambda v: 0 < v <= 1000, "must be within (0, 1000]"),
     "site.sunrise_h": (lambda v: 0 <= v < 24, "must be within [0, 24)"),
@@ -100,9 +131,20 @@ _RANGES: dict[str, tuple[Check, str]] = {
     "faults.at_s": (lambda v: v >= 0, "must be >= 0"),
     "faults.duration_s": (lambda v: v > 0, "must be > 0"),
     "faults.delay_ms": (lambda v: 0 < v <= 60000, "must be within (0, 60000]"),
+    "duration_s": (lambda v: 0 < v < math.inf, "must be > 0 and finite"),
+    "events.at_s": (lambda v: 0 <= v < math.inf, "must be >= 0 and finite"),
+    "events.duration_s": (lambda v: 0 < v < math.inf, "must be > 0 and finite"),
+    "events.delta_kw": (lambda v: v != 0 and -1e6 <= v <= 1e6, "must be non-zero and within -1e6..1e6"),
+    "events.rise_c": (lambda v: 0 < v <= 500, "must be within (0, 500]"),
 }
-_TOP_KEYS = ("name", "description", "seed", "start", "speed", "site", "weather", "faults")
+_TOP_KEYS = ("name", "description", "seed", "start", "speed", "duration_s", "site", "weather", "faults", "events")
 _FAULT_KEYS = ("device", "kind", "at_s", "duration_s", "delay_ms")
+_EVENT_KEYS = ("kind", "at_s", "duration_s", "delta_kw", "rise_c")
+#: Per event kind: (required keys, optional keys) besides ``kind``.
+_EVENT_FIELDS: dict[EventKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    EventKind.LOAD_STEP: (("at_s", "delta_kw"), ("duration_s",)),
+    EventKind.BESS_HEAT: (("at_s", "duration_s", "rise_c"), ()),
+}
 
 
 class _Reader:
@@ -209,6 +251,40 @@ def _parse_fault(reader: _Reader, raw: object, index: int) -> FaultSpec:
     return FaultSpec(device=device, kind=kind, at_s=at_s, duration_s=duration_s, delay_ms=delay_ms)
 
 
+def _parse_event(reader: _Reader, raw: object, index: int) -> PhysicsEvent:
+    key = f"events[{index}]"
+    table = reader.table(raw, key)
+    reader.check_keys(table, _EVENT_KEYS, f"{key}.")
+    if "kind" not in table:
+        raise reader.fail(f"{key}.kind", "missing")
+    kind_name = reader.string(table["kind"], f"{key}.kind")
+    try:
+        kind = EventKind(kind_name)
+    except ValueError:
+        kinds = ", ".join(k.value for k in EventKind)
+        raise reader.fail(f"{key}.kind", f"unknown event kind {kind_name!r}; expected one of {kinds}") from None
+    required, optional = _EVENT_FIELDS[kind]
+    for name in table:
+        if name != "kind" and name not in required + optional:
+            owners = [k.value for k, (req, opt) in _EVENT_FIELDS.items() if name in req + opt]
+            allowed = f"only allowed for kind {', '.join(map(repr, owners))}" if owners else "not allowed"
+            raise reader.fail(f"{key}.{name}", f"{allowed}, not {kind.value!r}")
+    for name in required:
+        if name not in table:
+            raise reader.fail(f"{key}.{name}", f"missing (required for kind {kind.value!r})")
+    values = {name: reader.number(table[name], f"{key}.{name}", f"events.{name}") for name in table if name != "kind"}
+    if kind is EventKind.LOAD_STEP:
+        return LoadStep(at_s=values["at_s"], delta_kw=values["delta_kw"], duration_s=values.get("duration_s"))
+    return BessHeat(at_s=values["at_s"], duration_s=values["duration_s"], rise_c=values["rise_c"])
+
+
+def _array_of_tables(reader: _Reader, data: Mapping[str, Any], key: str) -> list[Any]:
+    raw = data.get(key, [])
+    if not isinstance(raw, list):
+        raise reader.fail(key, f"expected an array of tables ([[{key}]]), got {_describe(raw)}")
+    return raw
+
+
 def parse_scenario(data: Mapping[str, Any], *, source: str, default_name: str = DEFAULT_SCENARIO) -> Scenario:
     """Validate a decoded TOML document and build the scenario; ScenarioError on any mistake."""
     reader = _Reader(source)
@@ -226,9 +302,9 @@ def parse_scenario(data: Mapping[str, Any], *, source: str, default_name: str = 
         )
     if site.sunrise_h >= site.sunset_h:
         raise reader.fail("site.sunrise_h", f"must be before site.sunset_h ({site.sunset_h:g})")
-    faults_raw = data.get("faults", [])
-    if not isinstance(faults_raw, list):
-        raise reader.fail("faults", f"expected an array of tables ([[faults]]), got {_describe(faults_raw)}")
+    faults_raw = _array_of_tables(reader, data, "faults")
+    events_raw = _array_of_tables(reader, data, "events")
+    duration_raw = data.get("duration_s")
     return Scenario(
         name=name,
         description=reader.string(data.get("description", ""), "description"),
@@ -238,6 +314,8 @@ def parse_scenario(data: Mapping[str, Any], *, source: str, default_name: str = 
         site=site,
         weather=weather,
         faults=tuple(_parse_fault(reader, raw, i) for i, raw in enumerate(faults_raw)),
+        events=tuple(_parse_event(reader, raw, i) for i, raw in enumerate(events_raw)),
+        duration_s=None if duration_raw is None else reader.number(duration_raw, "duration_s"),
         source=source,
     )
 

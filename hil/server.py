@@ -13,6 +13,11 @@ request *before* it touches its registers; the hook is where this module
 In front of each internal server sits a :class:`~hil.proxy.FaultProxy` on the public port
 (offline and slow faults); frozen and garbage are applied when the image is published.
 
+Every tick the loop catches the physics up with the clock, then renders and publishes all
+devices without yielding to the event loop, so no client ever sees two devices at different
+steps.  With ``trace`` each physics step is also written to a JSON-lines file
+(:mod:`hil.trace`), stamped with the ``time.monotonic()`` of that publication.
+
 Use :func:`serve_plant` (tests, demos) or ``python -m hil serve``.
 """
 
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ from hil.physics import Commands, PlantState, Simulation
 from hil.proxy import FaultProxy
 from hil.scenario import MAX_SPEED, Scenario, load_scenario
 from hil.sunspec_image import ImageError
+from hil.trace import StateTrace, TraceError
 
 UNIT_ID = 1
 TICK_S = 0.1  # wall seconds between physics catch-ups and register publications
@@ -193,8 +200,12 @@ async def _no_such_unit(
 class Plant:
     """A running plant.  Create it with :func:`serve_plant`."""
 
-    def __init__(self, scenario: Scenario, *, speed: float, host: str, port_base: int) -> None:
+    def __init__(
+        self, scenario: Scenario, *, speed: float, host: str, port_base: int, trace: str | Path | None = None
+    ) -> None:
         self.scenario = scenario
+        self.trace_path = None if trace is None else Path(trace)
+        self._trace: StateTrace | None = None
         self.speed = speed
         self.simulation = Simulation(scenario.params)
         self.devices = build_devices(scenario.params)
@@ -229,7 +240,14 @@ class Plant:
 
     def ready_event(self) -> dict[str, Any]:
         """The ``hil.ready`` line printed by ``python -m hil serve``."""
-        return {"event": "hil.ready", "scenario": self.scenario.name, "speed": self.speed, "devices": self.endpoints}
+        return {
+            "event": "hil.ready",
+            "scenario": self.scenario.name,
+            "speed": self.speed,
+            "duration_s": self.scenario.duration_s,
+            "events": [event.as_dict() for event in self.scenario.events],
+            "devices": self.endpoints,
+        }
 
     def fault_state(self, device: str) -> FaultState:
         return self._server(device).fault
@@ -277,6 +295,11 @@ class Plant:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.trace_path is not None:
+            try:
+                self._trace = StateTrace(self.trace_path)
+            except TraceError as exc:
+                raise HilError(str(exc)) from None
         self._t0 = loop.time()
         try:
             for server in self.servers.values():
@@ -292,8 +315,16 @@ class Plant:
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
-        for server in self.servers.values():
-            await server.stop()
+        try:
+            for server in self.servers.values():
+                await server.stop()
+        finally:
+            trace, self._trace = self._trace, None
+            if trace is not None:
+                try:
+                    trace.close()
+                except TraceError as exc:
+                    raise HilError(str(exc)) from None
         if task is not None and not task.cancelled() and task.exception() is not None:
             raise cast(BaseException, task.exception())
 
@@ -302,10 +333,14 @@ class Plant:
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    def _advance_to(self, plant_t: float) -> None:
-        """Run fixed physics steps, with the device control timers, up to plant time ``plant_t``."""
+    def _advance_to(self, plant_t: float) -> list[PlantState]:
+        """Run fixed physics steps, with the device control timers, up to plant time ``plant_t``.
+
+        Returns the states of the steps taken (for the trace).
+        """
         _meter, inverter, bess = self.devices
         dt = self.scenario.site.step_s
+        stepped: list[PlantState] = []
         for _ in range(MAX_STEPS_PER_TICK):
             next_t = self.simulation.state.t_s + dt
             if next_t > plant_t + 1e-9:
@@ -315,19 +350,32 @@ class Plant:
             commands = Commands(
                 pv_limit_pct=inverter.limit_pct, pv_connected=inverter.connected, bess_setpoint_w=bess.setpoint_w
             )
-            self.simulation.advance(commands)
+            stepped.append(self.simulation.advance(commands))
+        return stepped
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         tick = 0
         while True:
-            self._advance_to(self.speed * (loop.time() - self._t0))
+            stepped = self._advance_to(self.speed * (loop.time() - self._t0))
             for name, server in self.servers.items():
-                server.device.render(self.state)
                 await server.apply_fault(self._effective(name))
+            for server in self.servers.values():  # no await in here: all devices show the same step
+                server.device.render(self.state)
                 server.publish()
+            if self._trace is not None:
+                self._record(stepped, time.monotonic())
             tick += 1
             await asyncio.sleep(max(0.0, self._t0 + tick * TICK_S - loop.time()))
+
+    def _record(self, stepped: list[PlantState], published_mono: float) -> None:
+        assert self._trace is not None
+        for state in stepped:
+            self._trace.record(published_mono, state)
+        try:
+            self._trace.tick(published_mono)
+        except TraceError as exc:
+            raise HilError(str(exc)) from None
 
 
 @asynccontextmanager
@@ -337,12 +385,15 @@ async def serve_plant(
     speed: float | None = None,
     host: str = "127.0.0.1",
     port_base: int = 0,
+    trace: str | Path | None = None,
 ) -> AsyncIterator[Plant]:
     """Run a plant for the duration of the block.
 
     ``scenario`` is a :class:`~hil.scenario.Scenario`, a shipped scenario name or a path;
     ``speed`` (plant seconds per wall second) overrides the scenario's; ``port_base`` 0 gives
-    each device an ephemeral port, otherwise meter = N, inverter = N+1, bess = N+2.
+    each device an ephemeral port, otherwise meter = N, inverter = N+1, bess = N+2;
+    ``trace`` names a file that gets one JSON line per physics step (see :mod:`hil.trace`),
+    complete once the block has been left.
     Raises :class:`~hil.scenario.ScenarioError` or :class:`HilError` if it cannot start.
     """
     if not isinstance(scenario, Scenario):
@@ -352,7 +403,7 @@ async def serve_plant(
         raise HilError(f"speed must be within (0, {MAX_SPEED:g}], got {speed:g}")
     if port_base != 0 and not 1 <= port_base <= 65535 - (len(DEVICE_NAMES) - 1):
         raise HilError(f"port base must be 0 (ephemeral) or 1..{65535 - len(DEVICE_NAMES) + 1}, got {port_base}")
-    plant = Plant(scenario, speed=speed, host=host, port_base=port_base)
+    plant = Plant(scenario, speed=speed, host=host, port_base=port_base, trace=trace)
     await plant.start()
     try:
         yield plant

@@ -8,6 +8,12 @@ An image is the register map of one device: ``SunS`` at the base address (40000)
 model (ID, L, points), then the end model (0xFFFF, 0).  Points are addressed as
 ``(model_id, point_name)`` and set either as engineering values (scaled with the point's
 scale factor, clamped to the point's type range) or as raw register values.
+
+Points of nested groups are named ``Group.Point``; points of a *repeating* group (one with a
+``count``, e.g. model 803's ``string`` group counted by ``NStr``) are named
+``Group[i].Point`` with ``i`` from 1.  A repeating group counted by a point needs that point's
+value before the layout exists: pass it in ``group_counts`` (``{803: {"NStr": 1}}``).  The
+count is then fixed for the life of the image, as it is on a real device.
 """
 
 from __future__ import annotations
@@ -82,50 +88,102 @@ def _registers(data: bytes) -> list[int]:
     return list(struct.unpack(f">{len(data) // 2}H", data))
 
 
+def _flatten(group: Any, prefix: str) -> Iterable[tuple[str, Any, str | None]]:
+    """Every point of a pysunspec2 group and its sub-groups: (flattened name, point, SF name).
+
+    The SF name is flattened too: pysunspec2 looks a scale factor up in the point's own group
+    first, then at the top of the model.
+    """
+    for name, point in group.points.items():
+        sf = point.pdef.get(ss_mdef.SF)
+        if isinstance(sf, str) and sf in group.points:
+            sf = prefix + sf
+        yield prefix + str(name), point, sf if isinstance(sf, str) else None
+    for name, sub in group.groups.items():
+        if isinstance(sub, list):
+            for index, member in enumerate(sub, start=1):
+                yield from _flatten(member, f"{prefix}{name}[{index}].")
+        else:
+            yield from _flatten(sub, f"{prefix}{name}.")
+
+
 class SunSpecImage:
     """The register map of one SunSpec device, encoded by pysunspec2.
 
     ``writable`` names the points a Modbus client may write; every other register is
-    read-only (the server answers writes to it with ILLEGAL_ADDRESS).
+    read-only (the server answers writes to it with ILLEGAL_ADDRESS).  ``group_counts`` gives
+    the values of the points that count repeating groups, per model.
     """
 
     def __init__(
-        self, model_ids: Sequence[int], *, base: int = SUNSPEC_BASE, writable: Iterable[PointKey] = ()
+        self,
+        model_ids: Sequence[int],
+        *,
+        base: int = SUNSPEC_BASE,
+        writable: Iterable[PointKey] = (),
+        group_counts: Mapping[int, Mapping[str, int]] | None = None,
     ) -> None:
         if len(set(model_ids)) != len(model_ids):
             raise ImageError(f"duplicate model ids in {list(model_ids)}")
+        counts = dict(group_counts or {})
+        if set(counts) - set(model_ids):
+            raise ImageError(f"group counts for models not in the image: {sorted(set(counts) - set(model_ids))}")
         self.base = base
         self.model_ids: tuple[int, ...] = tuple(model_ids)
         self._models: dict[int, Any] = {}
         self._model_addr: dict[int, int] = {}
         self._points: dict[PointKey, PointInfo] = {}
+        self._objects: dict[PointKey, Any] = {}  # the pysunspec2 point behind each key
+        self._sf_names: dict[PointKey, str] = {}  # flattened name of a point's scale-factor point
+        self._fixed: dict[PointKey, int] = {}  # count points: their value is the layout
         writable_set = set(writable)
         addr = base + len(SUNS_MARKER)
         for mid in self.model_ids:
-            model = ss_device.Model(model_id=mid)
-            if model.error_info:
-                raise ImageError(f"model {mid}: {model.error_info.strip()}")
+            model = self._build_model(mid, counts.get(mid, {}))
             self._models[mid] = model
             self._model_addr[mid] = addr
-            for name, point in model.points.items():
+            for name, point, sf_name in _flatten(model, ""):
                 access = point.pdef.get(ss_mdef.ACCESS, ss_mdef.ACCESS_R)
-                key = (mid, str(name))
+                key = (mid, name)
                 if key in writable_set and access != ss_mdef.ACCESS_RW:
                     raise ImageError(f"point {mid}.{name} is read-only in the SunSpec model")
                 self._points[key] = PointInfo(
                     model_id=mid,
-                    name=str(name),
+                    name=name,
                     address=addr + int(point.offset),
                     size=int(point.len),
                     type=str(point.pdef[ss_mdef.TYPE]),
                     writable=key in writable_set,
                 )
+                self._objects[key] = point
+                if sf_name is not None:
+                    self._sf_names[key] = sf_name
+            for name, value in counts.get(mid, {}).items():
+                self._fixed[(mid, name)] = value
             addr += int(model.len)
         unknown = writable_set - set(self._points)
         if unknown:
             raise ImageError(f"unknown writable points: {sorted(unknown)}")
         self.end_address = addr
         self.size = addr + 2 - base
+
+    @staticmethod
+    def _build_model(model_id: int, counts: Mapping[str, int]) -> Any:
+        """A pysunspec2 model with its repeating groups sized by ``counts``."""
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+                raise ImageError(f"count {model_id}.{name} must be an integer within 0..100, got {value!r}")
+        try:
+            model = ss_device.Model(model_id=model_id, data=dict(counts) or None)
+        except ss_device.ModelError as exc:
+            raise ImageError(f"model {model_id}: {str(exc).strip()} (give its value in group_counts)") from None
+        if model.error_info:
+            raise ImageError(f"model {model_id}: {model.error_info.strip()}")
+        counting = {g.get(ss_mdef.COUNT) for g in model.gdef.get(ss_mdef.GROUPS, [])}
+        wrong = sorted(set(counts) - counting)
+        if wrong:
+            raise ImageError(f"model {model_id}: {', '.join(wrong)} do(es) not count a repeating group")
+        return model
 
     # -- layout -------------------------------------------------------------------------
 
@@ -160,19 +218,16 @@ class SunSpecImage:
 
     def _point(self, key: PointKey) -> Any:
         self.point(*key)
-        return self._models[key[0]].points[key[1]]
+        return self._objects[key]
 
     def scale_factor(self, model_id: int, name: str) -> int:
         """The scale factor that applies to a point (0 when it has none)."""
         point = self._point((model_id, name))
-        sf_name = point.pdef.get(ss_mdef.SF)
+        sf_name = self._sf_names.get((model_id, name))
         if sf_name is None:
-            return 0
-        try:
-            return int(sf_name)
-        except ValueError:
-            pass
-        sf_point = self._models[model_id].points.get(sf_name)
+            fixed = point.pdef.get(ss_mdef.SF)
+            return 0 if fixed is None else int(fixed)
+        sf_point = self._objects.get((model_id, sf_name))
         if sf_point is None or sf_point.value is None:
             raise ImageError(f"scale factor {sf_name} of {model_id}.{name} is not set")
         return int(sf_point.value)
@@ -180,13 +235,16 @@ class SunSpecImage:
     def set_raw(self, model_id: int, name: str, raw: Raw) -> None:
         """Set a point's raw register value (None = not implemented)."""
         info = self.point(model_id, name)
+        fixed = self._fixed.get((model_id, name))
+        if fixed is not None and raw != fixed:
+            raise ImageError(f"{model_id}.{name} counts a repeating group: it is fixed at {fixed}")
         if isinstance(raw, int) and not isinstance(raw, bool):
             if info.type in _ACC_MODULUS:
                 raw %= _ACC_MODULUS[info.type]
             elif info.type in _RAW_RANGE:
                 low, high = _RAW_RANGE[info.type]
                 raw = min(max(raw, low), high)
-        self._models[model_id].points[name].set_value(raw)
+        self._objects[(model_id, name)].set_value(raw)
 
     def set(self, model_id: int, name: str, value: float | str | None) -> None:
         """Set a point from an engineering value: scaled by its SF, rounded, clamped to the type."""

@@ -34,7 +34,9 @@ from edgeagent.field.sunspec import (
     vendored_model_ids,
 )
 
-VENDORED = (1, 101, 102, 103, 120, 123, 124, 201, 202, 203, 204, 704, 802)
+VENDORED = (1, 101, 102, 103, 120, 123, 124, 201, 202, 203, 204, 704, 802, 803)
+#: Models whose whole layout is fixed; 803's `string` group repeats NStr times (device-dependent).
+FIXED_LAYOUT = tuple(m for m in VENDORED if m != 803)
 PYSUNSPEC_JSON = Path(sunspec2.__file__).parent / "models" / "json"
 OURS = resources.files("edgeagent.field") / "sunspec_models"
 SUNS = [0x5375, 0x6E53]
@@ -59,7 +61,7 @@ def test_licence_is_vendored_and_readme_names_the_source() -> None:
     assert "pysunspec2 1.3.7" in readme and "Apache" in readme
 
 
-@pytest.mark.parametrize("model_id", VENDORED)
+@pytest.mark.parametrize("model_id", FIXED_LAYOUT)
 def test_vendored_models_lay_out_contiguously(model_id: int) -> None:
     model = load_model_def(model_id)
     assert model.model_id == model_id and not model.omitted
@@ -92,10 +94,19 @@ def _pysunspec_offsets(model_id: int) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("model_id", VENDORED)
+@pytest.mark.parametrize("model_id", FIXED_LAYOUT)
 def test_offsets_agree_with_pysunspec2(model_id: int) -> None:
     ours = {name: p.offset for name, p in load_model_def(model_id).points.items()}
     assert ours == _pysunspec_offsets(model_id)
+
+
+def test_a_repeating_group_is_omitted_with_its_reason_and_the_fixed_points_are_kept() -> None:
+    model = load_model_def(803)
+    assert set(model.omitted) == {"string"} and "NStr" in model.omitted["string"]
+    points = sorted(model.points.values(), key=lambda p: p.offset)
+    assert [(p.name, p.offset) for p in points[:5]] == [("ID", 0), ("L", 1), ("NStr", 2), ("NStrCon", 3),
+                                                       ("ModTmpMax", 4)]
+    assert model.points["ModTmpMax"].sf == "ModTmp_SF"
 
 
 @pytest.mark.parametrize(

@@ -50,11 +50,12 @@ async def _stop(proc: asyncio.subprocess.Process, sig: signal.Signals) -> tuple[
 
 async def test_serve_prints_one_ready_line_serves_and_stops_on_sigterm() -> None:
     async with _serve_process("--speed", "2") as (proc, ready):
-        assert set(ready) == {"event", "scenario", "speed", "devices"}
+        assert set(ready) == {"event", "scenario", "speed", "duration_s", "events", "devices"}
+        assert ready["duration_s"] is None and ready["events"] == []
         assert ready["event"] == "hil.ready" and ready["scenario"] == "sunny-day" and ready["speed"] == 2.0
         devices = ready["devices"]
         assert isinstance(devices, dict) and list(devices) == ["meter", "inverter", "bess"]
-        models = {"meter": [1, 203], "inverter": [1, 103, 120, 123], "bess": [1, 802, 704]}
+        models = {"meter": [1, 203], "inverter": [1, 103, 120, 123], "bess": [1, 802, 803, 704]}
         for name, endpoint in devices.items():
             assert set(endpoint) == {"host", "port", "unit_id", "sunspec_base", "models"}
             assert endpoint["host"] == "127.0.0.1" and endpoint["unit_id"] == 1

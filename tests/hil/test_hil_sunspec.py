@@ -23,7 +23,7 @@ async def _read(plant: Plant, device: str) -> dict[int, dict[str, Any]]:
 
 
 async def test_each_device_is_discovered_with_its_model_chain(sunny_plant: Plant) -> None:
-    expected = {"meter": [1, 203], "inverter": [1, 103, 120, 123], "bess": [1, 802, 704]}
+    expected = {"meter": [1, 203], "inverter": [1, 103, 120, 123], "bess": [1, 802, 803, 704]}
     for device, models in expected.items():
         endpoint = sunny_plant.endpoints[device]
         assert endpoint["host"] == "127.0.0.1" and endpoint["unit_id"] == 1 and endpoint["sunspec_base"] == 40000
