@@ -91,6 +91,7 @@ class Arbiter:
         self.trip_bounds = trip_bounds
         self._last: dict[tuple[str, str], tuple[float, float]] = {}  # value, t_mono of the last write
         self._activated: dict[tuple[str, str], float] = {}  # t_mono of the last activation write
+        self._origin: dict[tuple[str, str], str] = {}  # origin of the last write
         self.grants: list[Grant] = []
 
     def envelope(self, key: tuple[str, str], snapshot: Snapshot) -> tuple[float, float]:
@@ -151,11 +152,15 @@ class Arbiter:
         granted = min(max(request.value, lo), hi)
         if granted != request.value:
             note = f"{note}; clamped to [{lo:g}, {hi:g}]" if note else f"clamped to [{lo:g}, {hi:g}]"
-        write = self._due(key, granted, snapshot.t_mono)
+        # a trip taking over a setpoint is always written at once, even when the value happens to be
+        # the one already sent: the device may have drifted, and the record must show the safe write
+        taking_over = request.origin.startswith(INTERLOCK_PREFIX) and self._origin.get(key) != request.origin
+        write = taking_over or self._due(key, granted, snapshot.t_mono)
         self.grants.append(Grant(*key, request.value, granted, request.origin, note, write))
         if not write:
             return None
         self._last[key] = (granted, snapshot.t_mono)
+        self._origin[key] = request.origin
         return Command(request.device, request.point, granted, request.origin, note or request.reason)
 
     def last_written(self, key: tuple[str, str]) -> float | None:
