@@ -258,29 +258,32 @@ def _export_limit(c: Checker, t: dict[str, Any], points: set[str], writable: set
     bess = pv = None
     if "bess" in t:
         b = c.table(t, "bess", path)
-        c.only_keys(b, f"{path}.bess", ["setpoint", "soc", "soc_max_pct", "max_charge_w", "ramp_w_per_s"])
+        c.only_keys(b, f"{path}.bess", ["setpoint", "soc", "soc_max_pct", "max_charge_w", "ramp_w_per_s",
+                                        "response_s"])
         target = _point(c, b, "setpoint", f"{path}.bess", writable, "setpoint (declare it in [[setpoints]])")
         soc = _point(c, b, "soc", f"{path}.bess", points)
         soc_max = c.number(b, "soc_max_pct", f"{path}.bess", default=95.0, minimum=0, maximum=100)
         charge = c.number(b, "max_charge_w", f"{path}.bess", minimum=0)
         ramp = c.number(b, "ramp_w_per_s", f"{path}.bess", default=float("inf"), minimum=0)
+        response = c.number(b, "response_s", f"{path}.bess", default=0.0, minimum=0, maximum=60)
         if "." in target:
             device, point = target.split(".", 1)
-            bess = _build(c, f"{path}.bess", lambda: BessTarget(device, point, soc, soc_max, charge, ramp))
+            bess = _build(c, f"{path}.bess", lambda: BessTarget(device, point, soc, soc_max, charge, ramp, response))
     if "pv" in t:
         p = c.table(t, "pv", path)
         c.only_keys(p, f"{path}.pv", ["setpoint", "rated_w", "rated_point", "power_point", "min_pct",
-                                      "ramp_pct_per_s"])
+                                      "ramp_pct_per_s", "tau_s"])
         target = _point(c, p, "setpoint", f"{path}.pv", writable, "setpoint (declare it in [[setpoints]])")
         rated_w = c.number(p, "rated_w", f"{path}.pv", minimum=1) if "rated_w" in p else None
         rated_point = _point(c, p, "rated_point", f"{path}.pv", points) if "rated_point" in p else None
         power_point = _point(c, p, "power_point", f"{path}.pv", points) if "power_point" in p else None
         min_pct = c.number(p, "min_pct", f"{path}.pv", default=0.0, minimum=0, maximum=100)
         ramp = c.number(p, "ramp_pct_per_s", f"{path}.pv", default=float("inf"), minimum=0)
+        tau_s = c.number(p, "tau_s", f"{path}.pv", default=1.0, minimum=0, maximum=60)
         if "." in target:
             device, point = target.split(".", 1)
             pv = _build(c, f"{path}.pv", lambda: PvTarget(device, point, rated_w, rated_point, power_point,
-                                                            min_pct, ramp))
+                                                            min_pct, ramp, tau_s))
     fallback = c.number(t, "fallback_kw", path) if "fallback_kw" in t else None
     if any(p.path.startswith(path) for p in c.problems):
         return None  # the parts already reported; building the whole would only repeat them

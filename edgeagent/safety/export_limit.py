@@ -78,6 +78,7 @@ class ExportLimiter:
         self._absorb_w = 0.0  # integrator: total power to absorb, W, >= 0
         self._bess_w = 0.0  # last BESS setpoint, W (<= 0)
         self._pv_pct = 100.0  # last WMaxLimPct
+        self._pv_est_pct = 100.0  # where the inverter's output cap is by now (lags _pv_pct)
         self._pv_base_w: float | None = None
         self._last_t: float | None = None
         self._last_sample_t: float | None = None
@@ -214,6 +215,12 @@ class ExportLimiter:
         bess_avail = self._bess_avail_w(snapshot)
         # what the BESS cannot take, it is not taking: the integrator must not count on it
         self._bess_w = max(self._bess_w, -bess_avail)
+        if c.pv is not None:
+            # the cap the inverter has reached by now (it follows with lag tau_s), seen that much
+            # earlier as the battery needs to respond, so a hand-over meets in the middle
+            tau = max(c.pv.tau_s - (c.bess.response_s if c.bess is not None else 0.0), 0.0)
+            k = 1.0 if tau <= 0.0 else 1.0 - math.exp(-dt_cycle / tau)
+            self._pv_est_pct += (self._pv_pct - self._pv_est_pct) * k
 
         w, t_sample, reason, detail = self._meter(snapshot)
         if w is not None and self._frozen(w, t_sample, pv_w):
@@ -264,7 +271,7 @@ class ExportLimiter:
         error_w = export_w - (limit_kw - c.margin_kw) * 1000.0
         # PV output before curtailment: tracked while uncurtailed, held while curtailing
         if rated is not None:
-            if self._pv_pct >= 100.0 or self._pv_base_w is None:
+            if min(self._pv_pct, self._pv_est_pct) >= 99.5 or self._pv_base_w is None:
                 self._pv_base_w = rated if pv_w is None else min(max(pv_w, 0.0), rated)
             elif pv_w is not None and pv_w > self._pv_base_w:
                 self._pv_base_w = min(pv_w, rated)
@@ -288,15 +295,21 @@ class ExportLimiter:
         kp = c.pv_kp if on_pv else c.kp
         want = min(max(self._absorb_w + kp * max(error_w, 0.0), 0.0), top)
 
-        bess_want = -min(want, bess_avail)
-        rest = want + bess_want
+        # PV carries, in the long run, what the BESS cannot; the BESS covers the rest of `want` given
+        # what the PV is absorbing *now* (its output lags its cap). When the BESS comes back after a
+        # trip, it then takes over only as fast as the PV releases, instead of over-absorbing at once.
+        pv_need = max(want - bess_avail, 0.0)
         pct_want = 100.0
-        if c.pv is not None and rated is not None and rest > 0.0 and self._pv_base_w is not None:
-            pct_want = 100.0 * (self._pv_base_w - rest) / rated
+        if c.pv is not None and rated is not None and pv_need > 0.0 and self._pv_base_w is not None:
+            pct_want = 100.0 * (self._pv_base_w - pv_need) / rated
+        pv_now = self._pv_absorb(self._pv_est_pct, rated)
+        bess_want = -min(max(want - pv_now, 0.0), bess_avail)
         self._apply(bess_want, pct_want, dt_cycle, ramp_safe=True)
         # back-calculation: the integrator holds what the (ramped, clamped) outputs really absorb
-        applied = -self._bess_w + self._pv_absorb(self._pv_pct, rated)
-        self._absorb_w = min(self._absorb_w, applied)
+        # (the PV counts with the larger of its command and where it really is: a released cap
+        # still absorbs until the inverter has ramped back up)
+        pv_applied = max(self._pv_absorb(self._pv_pct, rated), self._pv_absorb(self._pv_est_pct, rated))
+        self._absorb_w = min(self._absorb_w, -self._bess_w + pv_applied)
 
     def _fallback_outputs(self, limit_kw: float, rated: float | None, bess_avail: float) -> None:
         c = self.config

@@ -28,8 +28,11 @@ class BessTarget:
     soc_max_pct: float = 95.0
     max_charge_w: float = 0.0
     ramp_w_per_s: float = math.inf
+    response_s: float = 0.0  # dead time + time constant with which the battery follows its setpoint
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.response_s) and self.response_s >= 0):
+            raise ValueError(f"bess.response_s must be a finite number >= 0, got {self.response_s!r}")
         for name in ("soc_max_pct", "max_charge_w", "ramp_w_per_s"):
             value = getattr(self, name)
             if math.isnan(value) or value < 0:
@@ -55,8 +58,11 @@ class PvTarget:
     power_point: str | None = None
     min_pct: float = 0.0
     ramp_pct_per_s: float = math.inf
+    tau_s: float = 1.0  # how fast the inverter follows WMaxLimPct (first order), for the hand-over estimate
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.tau_s) and self.tau_s >= 0):
+            raise ValueError(f"pv.tau_s must be a finite number >= 0, got {self.tau_s!r}")
         if (self.rated_w is None) == (self.rated_point is None):
             raise ValueError("pv: give exactly one of rated_w and rated_point")
         if self.rated_w is not None and not (math.isfinite(self.rated_w) and self.rated_w > 0):
