@@ -21,8 +21,10 @@ from typing import IO, Any
 
 from edgeagent import config, demo_uplink, logs
 from edgeagent.daemon import Daemon
+from edgeagent.demo_safety import EXPECTATIONS, SafetyRecorder
+from edgeagent.demo_safety import report as safety_report
 from edgeagent.image import Quality
-from edgeagent.view import format_value, render
+from edgeagent.view import format_value, render, safety_lines
 
 PLANT_START_TIMEOUT_S = 30.0
 
@@ -70,16 +72,20 @@ def run_demo(scenario: str, duration_s: float | None, speed: float, as_json: boo
 async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir: Path,
                 hil_log: IO[str], broker_url: str | None) -> dict[str, Any]:
     plant_scenario, up = await demo_uplink.prepare(scenario, broker_url, state_dir)
+    trace_path = state_dir / "plant-trace.jsonl"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hil", "serve", "--scenario", plant_scenario, "--speed", str(speed),
-        "--host", "127.0.0.1", "--port-base", "0",
+        "--host", "127.0.0.1", "--port-base", "0", "--trace", str(trace_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
         ready = await _wait_ready(proc, hil_log)
         ready["scenario"] = scenario
+        if duration_s is None and ready.get("duration_s"):
+            duration_s = float(ready["duration_s"]) / speed  # the scenario's own length
         cfg = _demo_config(ready, state_dir, up.config_toml())
         daemon = Daemon(cfg)
+        recorder = SafetyRecorder(daemon)
         await up.start_witness(cfg.site.site_id, cfg.site.node_id)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,7 +98,11 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
                 inner.create_task(_view_loop(daemon, up, ready, duration_s, started, live=sys.stdout.isatty()))
             elapsed = time.monotonic() - started
             await asyncio.sleep(0.5)  # the witness sees the goodbye
-            summary = _summary(daemon, up, ready, elapsed)
+            proc.terminate()  # the plant flushes its trace on the way out
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            summary = _summary(daemon, up, ready, elapsed, recorder, trace_path)
             await asyncio.to_thread(up.stop_witness)
             for task in background:
                 task.cancel()
@@ -170,13 +180,16 @@ async def _view_loop(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str
                        for name, d in daemon.devices.items()}
             if daemon.uplink is not None:
                 devices["uplink"] = _uplink_line(daemon, up)
+            safety = safety_lines(daemon.safety.interlocks, daemon.safety.export_limit)
             if live:
-                sys.stdout.write("\x1b[H\x1b[2J" + render(daemon.image.snapshot(), header, devices) + "\n")
+                sys.stdout.write("\x1b[H\x1b[2J" + render(daemon.image.snapshot(), header, devices, safety) + "\n")
                 sys.stdout.flush()
             elif elapsed - last_line >= 5.0 or last_line == 0.0:
                 last_line = elapsed or 1e-9
                 uplink = f"; uplink {devices['uplink']}" if "uplink" in devices else ""
-                print(f"[{elapsed:5.1f} s] {daemon.health().line()}{uplink}", file=sys.stderr, flush=True)
+                extra = "".join(f"; {line.strip()}" for line in safety)
+                print(f"[{elapsed:5.1f} s] {daemon.health().line()}{uplink}{' '.join(extra.split())}",
+                      file=sys.stderr, flush=True)
             await asyncio.sleep(1.0)
     finally:
         daemon.request_stop()
@@ -189,7 +202,8 @@ def _uplink_line(daemon: Daemon, up: demo_uplink.DemoUplink) -> str:
     return f"{state}, {daemon.uplink.backlog()} records waiting"
 
 
-def _summary(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+def _summary(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any], elapsed_s: float,
+             recorder: SafetyRecorder, trace_path: Path) -> dict[str, Any]:
     snap = daemon.image.snapshot()
     points = {
         name: {"value": view.value, "unit": view.sample.unit, "quality": view.quality.value,
@@ -208,6 +222,9 @@ def _summary(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any], 
         Check("no_phase_faults", cycle["phase_faults"] == 0, f"{cycle['phase_faults']} phase faults"),
         Check("cycle_ran", cycle["cycles"] > 0, f"{cycle['cycles']} cycles"),
     ]
+    scenario = Path(str(ready.get("scenario"))).stem
+    safety, safety_checks = safety_report(recorder, scenario, trace_path)
+    checks.extend(Check(name, passed, detail) for name, passed, detail in safety_checks)
     uplink: dict[str, Any] = {}
     if daemon.uplink is not None:
         uplink = up.summary(daemon.uplink)
@@ -224,6 +241,8 @@ def _summary(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any], 
         "duration_s": round(elapsed_s, 3),
         "speed": ready.get("speed"),
         "passed": all(c.passed for c in checks),
+        **({"expectation": EXPECTATIONS[scenario].description} if scenario in EXPECTATIONS else {}),
+        **safety,
         "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in checks],
         "points": points,
         "devices": devices,
@@ -239,6 +258,13 @@ def _print_summary(summary: dict[str, Any], as_json: bool, state_dir: Path | Non
           f"after {summary['duration_s']:.1f} s")
     for check in summary["checks"]:
         print(f"  [{'ok' if check['passed'] else 'FAIL'}] {check['name']}: {check['detail']}")
+    if "export_limit_kw" in summary:
+        print(f"  export: limit {summary['export_limit_kw']:g} kW, max {format_value(summary['max_export_kw'])} kW, "
+              f"{summary['seconds_over_limit']} s and {summary['kwh_over_limit']} kWh over, "
+              f"response {format_value(summary['response_s'])} s, fallback {format_value(summary['fallback_s'])} s")
+    for trip in summary.get("trips", []):
+        print(f"  trip {trip['name']}: reaction {format_value(trip['reaction_s'])} s, "
+              f"{'cleared' if trip['cleared'] else 'NOT cleared'}")
     cycle = summary["cycle"]
     print(f"  cycle: {cycle['cycles']} cycles, median {cycle['cycle_median_ms']} ms, "
           f"max {cycle['cycle_max_ms']} ms, overruns {cycle['overruns']}")

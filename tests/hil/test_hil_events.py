@@ -212,7 +212,8 @@ def test_meter_loss_is_a_network_fault_on_a_steady_export() -> None:
 def test_overtemp_drives_the_module_max_through_45_and_back_below_40() -> None:
     scenario = load_scenario("overtemp")
     assert scenario.site.bess_thermal_tau_s == 2.0 and scenario.duration_s == 35.0
-    assert scenario.events == (BessHeat(at_s=10.0, duration_s=8.0, rise_c=30.0),)
+    assert scenario.events == (BessHeat(at_s=10.0, duration_s=8.0, rise_c=30.0),
+                               LoadStep(at_s=3.0, delta_kw=-52.5))  # the battery has work to do
     mod_tmp_max = {round(s.t_s, 1): s.bess_temp_c + 1.5 for s in _run("overtemp", 35.0)}
     assert mod_tmp_max[0.0] == pytest.approx(26.5)
     over = [t for t, c in mod_tmp_max.items() if c > 45.0]
