@@ -249,6 +249,8 @@ class Generator:
             raise ValueError(f"nominal_hz must be > 0 and give >= 32 samples per cycle, got {nominal_hz}")
         if int(cycles) != cycles or cycles < MIN_CYCLES:
             raise ValueError(f"cycles must be an integer >= {MIN_CYCLES}, got {cycles}")
+        if not isinstance(options, Options):
+            raise ValueError(f"options must be an Options (e.g. waveforms.HARSH), got {options!r}")
         self.rate_hz = float(rate_hz)
         self.nominal_hz = float(nominal_hz)
         self.cycles = int(cycles)
