@@ -50,6 +50,32 @@ def _parser() -> argparse.ArgumentParser:
     reset = sub.add_parser("reset-trip", help="reset a latched interlock whose condition has cleared (local only)")
     reset.add_argument("name", help="the interlock's name, as in [[interlocks]] name")
     _socket_target(reset)
+
+    audit = sub.add_parser("audit", help="check the tamper-evident audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    audit_verify = audit_sub.add_parser("verify", help="verify the hash chain: exit 0 intact, 1 broken (names the "
+                                        "first broken record), 2 not an audit folder")
+    audit_verify.add_argument("path", type=Path, help="the audit folder, or a state directory holding audit/")
+    audit_verify.add_argument("--head", metavar="SEQ:SHA256",
+                              help="the chain head published upstream: the chain must reach it unaltered")
+
+    keygen = sub.add_parser("keygen", help="make an Ed25519 key pair for signing commands; prints its "
+                            "[[trust.keys]] entry")
+    keygen.add_argument("--out", required=True, type=Path, metavar="DIR", help="write KEY_ID.key and KEY_ID.pub here")
+    keygen.add_argument("--id", required=True, dest="key_id", metavar="KEY_ID", help="the key's id in trust stores")
+    keygen.add_argument("--name", help="the person who holds the key (default: KEY_ID)")
+
+    sign = sub.add_parser("sign", help="build and sign a command; prints it as one line of JSON")
+    sign.add_argument("--key", required=True, type=Path, metavar="FILE", help="private key (PEM or OpenSSH)")
+    sign.add_argument("--key-id", required=True, help="the key's id in the node's [[trust.keys]]")
+    sign.add_argument("--node", required=True, help="the node the command is for (site.node)")
+    sign.add_argument("--action", required=True,
+                      help="confirm, reject, set_export_limit, clear_export_limit or reset_trip")
+    sign.add_argument("--target", required=True, help="recommendation id, interlock name, or export_limit")
+    sign.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                      help="an argument such as limit_kw=25 or reason=text (repeatable)")
+    sign.add_argument("--lifetime", type=float, default=300.0, metavar="SECONDS",
+                      help="the command expires this long after now (default 300)")
     return p
 
 
@@ -74,6 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "reset-trip":
             return _reset_trip(args)
+        if args.command == "audit":
+            from edgeagent.decisions.audit_cli import main_verify
+
+            return main_verify(args.path, args.head)
+        if args.command == "keygen":
+            from edgeagent.decisions.keys_cli import run_keygen
+
+            return run_keygen(args.out, args.key_id, args.name)
+        if args.command == "sign":
+            from edgeagent.decisions.keys_cli import run_sign
+
+            return run_sign(args.key, args.key_id, args.node, args.action, args.target, args.arg, args.lifetime)
     except KeyboardInterrupt:
         return EXIT_OK
     return config.EXIT_CONFIG
