@@ -39,8 +39,12 @@ def build(points: int, interlocks: int) -> tuple[ProcessImage, ScanCycle, ScanCy
         contract_min_kw=0, contract_max_kw=100, static_kw=50, margin_kw=2,
         bess=BessTarget("bess", "WSet", "bess.SoC", 95.0, 50_000.0),
         pv=PvTarget("pv", "WMaxLimPct", rated_w=100_000.0, power_point="pv.W")))
-    arbiter = Arbiter([Bound("bess", "WSet", -100_000, 100_000), Bound("pv", "WMaxLimPct", 0, 100)])
-    full = ScanCycle(image, 0.1, interlocks=[Interlocks(specs)], controllers=[limiter], arbiter=arbiter,
+    phase = Interlocks(specs)
+    # wired as the daemon wires them: active trips bound the envelope, the limiter plans with it
+    arbiter = Arbiter([Bound("bess", "WSet", -100_000, 100_000), Bound("pv", "WMaxLimPct", 0, 100)],
+                      trip_bounds=phase.bounds)
+    limiter.envelope = arbiter.envelope
+    full = ScanCycle(image, 0.1, interlocks=[phase], controllers=[limiter], arbiter=arbiter,
                      write=lambda c: None)
     empty = ScanCycle(image, 0.1)
     return image, full, empty, names
