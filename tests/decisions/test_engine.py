@@ -492,6 +492,10 @@ def test_random_sequences_only_move_along_the_table(ops: list[Op]) -> None:
         if op.kind == "propose":
             rec = propose(d, key=op.key, actions=ACTIONS[op.n], ttl_s=60)
             assert rec.key == op.key and rec.actions == ACTIONS[op.n]
+            if rec.id in recs and seen[rec.id] is S.PROPOSED:
+                # folded into the open one: same id, expiry only ever extended
+                assert rec.expires_at >= recs[rec.id].expires_at
+                recs[rec.id] = rec
         elif op.kind in ("confirm", "reject"):
             # mostly recent ids, sometimes one never issued
             rec_id = ids[-1 - op.n] if op.n < len(ids) else f"rec-20261124-{9000 + op.n}"
