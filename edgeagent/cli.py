@@ -51,6 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("name", help="the interlock's name, as in [[interlocks]] name")
     _socket_target(reset)
 
+    recs = sub.add_parser("recommendations", help="list the recommendations waiting for a decision (and running ones)")
+    _socket_target(recs)
+    recs.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+
+    for name, text in (("confirm", "confirm a recommendation with your key, through the local control socket"),
+                       ("reject", "reject a recommendation with your key, through the local control socket")):
+        decide = sub.add_parser(name, help=text)
+        decide.add_argument("rec_id", metavar="ID", help="the recommendation's id (edgeagent recommendations)")
+        if name == "reject":
+            decide.add_argument("--reason", required=True, help="why (goes into the audit log)")
+        decide.add_argument("--key", required=True, type=Path, metavar="FILE", help="your private key (PEM or OpenSSH)")
+        decide.add_argument("--key-id", required=True, help="your key's id in the node's [[trust.keys]]")
+        decide.add_argument("--lifetime", type=float, default=60.0, metavar="SECONDS",
+                            help="the signed command expires this long after now (default 60)")
+        _socket_target(decide)
+
     audit = sub.add_parser("audit", help="check the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     audit_verify = audit_sub.add_parser("verify", help="verify the hash chain: exit 0 intact, 1 broken (names the "
@@ -100,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "reset-trip":
             return _reset_trip(args)
+        if args.command == "recommendations":
+            return _recommendations(args)
+        if args.command in ("confirm", "reject"):
+            return _decide(args)
         if args.command == "audit":
             from edgeagent.decisions.audit_cli import main_verify
 
@@ -187,6 +207,42 @@ def _reset_trip(args: argparse.Namespace) -> int:
     code, reply = _ask(args, f"reset-trip {args.name}", "reset-trip", {"name": args.name})
     if code == EXIT_OK:
         print(f"{args.name} reset by {reply.get('by', '?')}: its safe action is lifted")
+    return code
+
+
+def _recommendations(args: argparse.Namespace) -> int:
+    from edgeagent.decisions.decide_cli import recommendations_text
+
+    code, reply = _ask(args, "recommendations", "recommendations", {})
+    if code == EXIT_OK:
+        items = reply.get("recommendations", [])
+        print(json.dumps(items, indent=2) if args.json else recommendations_text(items))
+    return code
+
+
+def _decide(args: argparse.Namespace) -> int:
+    """Ask the daemon for its node id, sign the decision with the person's key, send it over the socket."""
+    from edgeagent.decisions.decide_cli import signed_decision
+    from edgeagent.decisions.keys_cli import KeyToolError
+
+    code, reply = _ask(args, "status", "status", {})
+    if code != EXIT_OK:
+        return code
+    try:
+        message = signed_decision(args.key, args.key_id, str(reply.get("node", "")), args.command, args.rec_id,
+                                  getattr(args, "reason", None), args.lifetime)
+    except ValueError as exc:
+        print(f"edgeagent {args.command}: {exc}", file=sys.stderr)
+        return config.EXIT_CONFIG
+    except KeyToolError as exc:
+        print(f"edgeagent {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    code, reply = _ask(args, f"{args.command} {args.rec_id}", "decide", {"command": message})
+    if code == EXIT_OK:
+        print(f"{args.rec_id}: {args.command}ed by {reply.get('by')} (key {reply.get('key_id')}), "
+              f"now {reply.get('state')}")
+    elif reply.get("code"):
+        print(f"reason code: {reply['code']}", file=sys.stderr)
     return code
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeagent.config_decisions import DecisionsConfig, parse_decisions
 from edgeagent.config_safety import SafetyConfig, parse_safety
 from edgeagent.configcheck import Checker, KeyLines
+from edgeagent.decisions.trust import TrustStore
 from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
 from edgeagent.uplink.telemetry import TelemetryConfig
 
@@ -137,6 +139,8 @@ class Config:
     devices: tuple[DeviceConfig, ...]
     uplink: UplinkConfig | None = None
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    trust: TrustStore = field(default_factory=TrustStore)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
 
 
 def load(path: str | Path) -> Config:
@@ -160,7 +164,7 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
         raise ConfigError([_syntax_error(filename, exc)]) from None
     c = Checker(filename, KeyLines(text))
     c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices", "uplink", "setpoints", "interlocks",
-                          "export_limit"])
+                          "export_limit", "trust", "decisions"])
     site = _site(c, c.table(doc, "site", ""))
     scan = _scan(c, c.table(doc, "scan", ""))
     storage = c.table(doc, "storage", "")
@@ -180,10 +184,11 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     uplink = _uplink(c, doc["uplink"], site, devices) if "uplink" in doc else None
     points = {name for d in devices for name in d.point_names()}
     safety = parse_safety(c, doc, points, site.timezone or "UTC")
+    trust, decisions = parse_decisions(c, doc)
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices, uplink, safety)
+                  state_dir, log_cfg, devices, uplink, safety, trust, decisions)
 
 
 def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:

@@ -1,4 +1,6 @@
-"""The daemon's control commands: `status` (read-only) and `reset-trip` (a local interlock reset).
+"""The daemon's control commands: `status` (read-only), `reset-trip` (a local interlock reset),
+`recommendations` (the open and active ones) and `decide` (a signed command, e.g. from
+`edgeagent confirm`, so that decisions work with the uplink down).
 
 They run on the event loop's thread between two scan cycles (see `edgeagent.control`), so they
 read and reset the safety phases directly. A reset names the person the kernel vouched for
@@ -15,6 +17,7 @@ import structlog
 
 from edgeagent import __version__
 from edgeagent.control import ControlServer, Peer, Refused
+from edgeagent.decisions.service import DecisionService
 from edgeagent.safety.export_limit import ExportLimiter, FallbackReason
 from edgeagent.safety.interlocks import Interlocks, InterlockState
 
@@ -41,6 +44,21 @@ def register(server: ControlServer, daemon: Daemon) -> None:
     server.register("status", lambda args, peer: status(daemon))
     server.register("reset-trip", lambda args, peer: reset_trip(daemon.safety.interlocks, args["name"], peer),
                     required={"name": str})
+    server.register("recommendations", lambda args, peer: {"recommendations": daemon.decisions.recommendations()})
+    server.register("decide", lambda args, peer: decide(daemon.decisions, args["command"], peer),
+                    required={"command": str})
+
+
+def decide(service: DecisionService, command: str, peer: Peer) -> Mapping[str, Any]:
+    """A signed command through the socket: the signature, not the socket, is the authority (the peer
+    is recorded as where it came from). A refusal carries the same reason code as over MQTT."""
+    outcome = service.handle_signed(command.encode("utf-8"), f"control socket ({peer.describe()})")
+    if not outcome.accepted:
+        raise Refused(outcome.code or "refused", outcome.detail)
+    cmd, key = outcome.command, outcome.key
+    assert cmd is not None and key is not None
+    return {"accepted": True, "action": cmd.action.value, "target": cmd.target, "key_id": key.key_id,
+            "by": key.name, "state": outcome.state, "detail": outcome.detail}
 
 
 def reset_trip(interlocks: Interlocks | None, name: str, peer: Peer) -> Mapping[str, Any]:
@@ -101,4 +119,4 @@ def export_limit_status(limiter: ExportLimiter | None) -> dict[str, Any] | None:
     }
 
 
-__all__ = ["export_limit_status", "interlocks_status", "refusal_code", "register", "reset_trip", "status"]
+__all__ = ["decide", "export_limit_status", "interlocks_status", "refusal_code", "register", "reset_trip", "status"]

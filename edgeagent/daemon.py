@@ -22,6 +22,7 @@ from edgeagent import __version__, control_handlers, safety_wiring
 from edgeagent.config import Config
 from edgeagent.control import ControlServer
 from edgeagent.cycle import Command, CycleRecord, ScanCycle
+from edgeagent.decisions.service import DecisionService
 from edgeagent.field.modbus import ModbusDevice
 from edgeagent.image import PointSpec, ProcessImage, Quality
 from edgeagent.notify import Notifier
@@ -65,10 +66,19 @@ class Daemon:
         for device in self.devices.values():
             device.link.on_change = self._device_event
         self.safety = safety_wiring.build(cfg.safety)
+        self.decisions = DecisionService(
+            site=cfg.site.site_id, node=cfg.site.node_id, state_dir=Path(cfg.state_dir), trust=cfg.trust,
+            cfg=cfg.decisions, safety=self.safety, device_online=self._device_online, config_path=cfg.path,
+            config_sha256=cfg.sha256)
+        if self.uplink is not None:
+            self.uplink.signed_handler = self.decisions.handle_signed
+            self.uplink.audit_head = lambda: self.decisions.head or (0, "0" * 64)
+            self.decisions.publish = self.uplink.emit_decision
+            self.decisions.emit_event = self.uplink.emit_event
         interlock_phases, controller_phases = self.safety.phases
         self.cycle = ScanCycle(self.image, cfg.scan.period_s, interlocks=interlock_phases,
-                               controllers=controller_phases, arbiter=self.safety.arbitrate,
-                               write=self._route, on_cycle=self._on_cycle)
+                               controllers=controller_phases, actions=[self.decisions.phase],
+                               arbiter=self.safety.arbitrate, write=self._route, on_cycle=self._on_cycle)
         self.control_path = Path(cfg.state_dir) / "control.sock"
         self.control = ControlServer(self.control_path)
         control_handlers.register(self.control, self)
@@ -90,6 +100,10 @@ class Daemon:
         else:
             self.uplink.emit_event(f"device.{change}", "info", {"device": device})
 
+    def _device_online(self, name: str) -> bool:
+        device = self.devices.get(name)
+        return device is not None and device.online
+
     def _route(self, command: Command) -> None:
         device = self.devices.get(command.device)
         if device is None:
@@ -108,6 +122,7 @@ class Daemon:
             if not self._drain_failed:
                 self._drain_failed = True
                 log.error("safety.events_not_published", error=repr(exc))
+        self.decisions.after_cycle(record)  # queues audit records only: no I/O on the cycle
         # The watchdog is fed from the cycle only: if the cycle stalls, systemd restarts us.
         if record.t_mono - self._last_watchdog >= self._watchdog_every_s:
             self._last_watchdog = record.t_mono
@@ -140,9 +155,11 @@ class Daemon:
                  devices=len(self.devices), period_ms=self.cfg.scan.period_s * 1000)
         await self.control.start()
         try:
+            await self.decisions.open()
             await self._run(extra_tasks)
         finally:
             await self.control.close()  # already closed by its task unless the group failed early
+            self.decisions.close()  # already closed by its task unless the group failed early
 
     async def _run(self, extra_tasks: tuple[Callable[[], Coroutine[Any, Any, None]], ...]) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -152,6 +169,7 @@ class Daemon:
             tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
             tasks.append(tg.create_task(self._status_loop(), name="status"))
             tasks.append(tg.create_task(self.control.serve(), name="control"))
+            tg.create_task(self.decisions.run(), name="decisions")
             uplink_task = None
             if self.uplink is not None:
                 uplink_task = tg.create_task(self.uplink.run(), name="uplink")
@@ -166,6 +184,7 @@ class Daemon:
                 device.stop()
             if self.uplink is not None:
                 self.uplink.request_stop()  # it ends itself: goodbye, DISCONNECT, outbox closed
+            self.decisions.request_stop()  # it ends itself once the queued audit records are written
             for task in tasks:
                 if task is not uplink_task:
                     task.cancel()

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import IO, Any
 
-from edgeagent import config, demo_uplink, logs
+from edgeagent import config, demo_decisions, demo_uplink, logs
 from edgeagent.daemon import Daemon
 from edgeagent.demo_safety import EXPECTATIONS, SafetyRecorder
 from edgeagent.demo_safety import report as safety_report
@@ -83,7 +83,8 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
         ready["scenario"] = scenario
         if duration_s is None and ready.get("duration_s"):
             duration_s = float(ready["duration_s"]) / speed  # the scenario's own length
-        cfg = _demo_config(ready, state_dir, up.config_toml())
+        approval = demo_decisions.ApprovalDemo.create(state_dir) if scenario == demo_decisions.SCENARIO else None
+        cfg = _demo_config(ready, state_dir, up.config_toml() + (approval.config_toml() if approval else ""))
         daemon = Daemon(cfg)
         recorder = SafetyRecorder(daemon)
         await up.start_witness(cfg.site.site_id, cfg.site.node_id)
@@ -93,6 +94,8 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
         started = time.monotonic()
         async with asyncio.TaskGroup() as tg:
             background = [tg.create_task(_drain(proc, hil_log)), tg.create_task(up.drive_outage(duration_s))]
+            if approval is not None:
+                background.append(tg.create_task(approval.drive(daemon)))
             async with asyncio.TaskGroup() as inner:
                 inner.create_task(daemon.run())
                 inner.create_task(_view_loop(daemon, up, ready, duration_s, started, live=sys.stdout.isatty()))
@@ -103,6 +106,11 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
                 async with asyncio.timeout(5):
                     await proc.wait()
             summary = _summary(daemon, up, ready, elapsed, recorder, trace_path)
+            if approval is not None:
+                extra, approval_checks = approval.report(daemon)
+                summary.update(extra)
+                summary["checks"] += [{"name": n, "passed": ok, "detail": d} for n, ok, d in approval_checks]
+                summary["passed"] = summary["passed"] and all(ok for _, ok, _ in approval_checks)
             await asyncio.to_thread(up.stop_witness)
             for task in background:
                 task.cancel()

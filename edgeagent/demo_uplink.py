@@ -34,8 +34,11 @@ class BrokerOutage:
     for_fraction: float = 0.3
 
 
-UPLINK_SCENARIOS: dict[str, tuple[str, BrokerOutage]] = {"broker-outage": ("sunny-day", BrokerOutage())}
-"""Demo scenarios that act on the uplink: name → (plant scenario, what happens to the broker)."""
+UPLINK_SCENARIOS: dict[str, tuple[str, BrokerOutage | None]] = {
+    "broker-outage": ("sunny-day", BrokerOutage()),
+    "approval": ("sunny-day", None),  # edgeagent.demo_decisions: the plant just runs
+}
+"""Demo scenarios that are not plant scenarios: name → (plant scenario, what happens to the broker)."""
 
 
 @dataclass

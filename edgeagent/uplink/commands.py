@@ -18,6 +18,9 @@ from typing import Any
 from edgeagent.uplink.messages import COMMAND_SCHEMA
 
 MAX_COMMAND_BYTES = 64 * 1024
+SIGNED_COMMAND = "decision"
+"""`cmd/decision`: the payload is a signed command itself (`edgeagent.decisions.signed`), not an
+`edgeagent.command/1` envelope; its signature is its authority, so it needs no envelope around it."""
 _COMMAND_RE = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
 _REQUIRED = {"schema": str, "command_id": str, "node": str, "command": str, "args": dict}
@@ -41,6 +44,13 @@ class Refusal:
 
 CommandHandler = Callable[[InboundCommand], str | None]
 """Acts on a valid command; returns None when accepted, or the reason it is refused."""
+
+SignedHandler = Callable[[bytes, str], object]
+"""Takes the raw payload of `cmd/decision` and where it came from; publishes its own outcome."""
+
+
+def is_signed_command(topic: str, cmd_prefix: str) -> bool:
+    return topic == cmd_prefix + SIGNED_COMMAND
 
 
 class _Duplicate(ValueError):

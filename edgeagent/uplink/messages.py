@@ -1,7 +1,8 @@
 """Topics and message payloads of the upstream namespace, version 1.
 
 Topics: `edgeagent/v1/{site}/{node}/{kind}` with kind one of `state` (retained; birth and Will),
-`telemetry`, `events`, `decisions`, `recommendations`, and `cmd/...` (inbound). Every payload is a
+`telemetry`, `events`, `decisions` (recommendation transitions and the outcome of every signed
+command), and `cmd/...` (inbound; `cmd/decision` carries a signed command as its whole payload). Every payload is a
 JSON object with a `schema` field naming its JSON Schema (`edgeagent/uplink/schemas/`), the site
 and node, times as ISO 8601 UTC, and units in every measurement.
 
@@ -26,6 +27,8 @@ TELEMETRY_SCHEMA = "edgeagent.telemetry/1"
 EVENT_SCHEMA = "edgeagent.event/1"
 COMMAND_SCHEMA = "edgeagent.command/1"
 REJECTION_SCHEMA = "edgeagent.command_rejected/1"
+DECISION_SCHEMA = "edgeagent.decision/1"
+DECISIONS_TOPIC = "decisions"
 
 
 def iso(t_wall: float) -> str:
@@ -58,13 +61,18 @@ def frame(stored: bytes, record_id: int, replayed: bool) -> bytes:
 
 
 def birth(site: str, node: str, version: str, config_sha256: str, started_wall: float,
-          models: Mapping[str, str]) -> bytes:
+          models: Mapping[str, str], audit_head: tuple[int, str] | None = None) -> bytes:
+    """`audit_head` (seq, sha256) is the audit chain's last record: upstream keeps it, so a chain later
+    cut short or edited on the box no longer reaches a head it published."""
     now = time.time()
-    return dumps({
+    doc: dict[str, Any] = {
         "schema": STATE_SCHEMA, "site": site, "node": node, "status": "online", "ts": iso(now),
         "version": version, "config_sha256": config_sha256, "models": dict(models),
         "started_at": iso(started_wall), "uptime_s": round(now - started_wall, 3),
-    })
+    }
+    if audit_head is not None:
+        doc["audit_head"] = {"seq": audit_head[0], "sha256": audit_head[1]}
+    return dumps(doc)
 
 
 def will(site: str, node: str) -> bytes:
@@ -105,3 +113,23 @@ def event(site: str, node: str, name: str, severity: str, data: Mapping[str, Any
 def rejection(site: str, node: str, topic: str, reason: str, command_id: str | None) -> bytes:
     return dumps({"schema": REJECTION_SCHEMA, "site": site, "node": node, "ts": iso(time.time()),
                   "topic": topic, "command_id": command_id, "reason": reason})
+
+
+def decision_transition(site: str, node: str, rec_id: str, from_state: str | None, to_state: str, t_wall: float,
+                        by: str, reason: str, recommendation: Mapping[str, Any] | None = None) -> bytes:
+    """One recommendation state change (decision lane). The creation (`from` null, `to` proposed)
+    carries the whole recommendation, so a consumer can show it to an operator."""
+    doc: dict[str, Any] = {"schema": DECISION_SCHEMA, "site": site, "node": node, "ts": iso(t_wall),
+                           "kind": "transition", "recommendation_id": rec_id, "from": from_state, "to": to_state,
+                           "by": by, "reason": reason}
+    if recommendation is not None:
+        doc["recommendation"] = dict(recommendation)
+    return dumps(doc)
+
+
+def decision_command(site: str, node: str, *, via: str, accepted: bool, reason: str | None, detail: str,
+                     action: str | None, target: str | None, key_id: str | None, nonce: str | None) -> bytes:
+    """The outcome of one signed command (decision lane): accepted, or refused with its reason code."""
+    return dumps({"schema": DECISION_SCHEMA, "site": site, "node": node, "ts": iso(time.time()), "kind": "command",
+                  "via": via, "accepted": accepted, "reason": reason, "detail": detail, "action": action,
+                  "target": target, "key_id": key_id, "nonce": nonce})

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,14 @@ import structlog
 from edgeagent.config import UplinkConfig
 from edgeagent.image import ProcessImage
 from edgeagent.uplink import messages
-from edgeagent.uplink.commands import CommandHandler, InboundCommand, Refusal, parse_command
+from edgeagent.uplink.commands import (
+    CommandHandler,
+    InboundCommand,
+    Refusal,
+    SignedHandler,
+    is_signed_command,
+    parse_command,
+)
 from edgeagent.uplink.mqtt import BrokerConfig, MqttLink, PublishFailed
 from edgeagent.uplink.outbox import AsyncOutbox, Lane, Outbox, OutboxError, OutboxStats, Record
 from edgeagent.uplink.telemetry import TelemetryPolicy
@@ -74,6 +81,10 @@ class Uplink:
         self.identity = identity
         self.image = image
         self.handler = handler
+        self.signed_handler: SignedHandler | None = None
+        """Set by the daemon: where `cmd/decision` payloads go (the decisions service)."""
+        self.audit_head: Callable[[], tuple[int, str]] | None = None
+        """Set by the daemon: the audit chain head, for the birth message."""
         self.topics = messages.Topics(identity.site, identity.node)
         self.started_wall = time.time()
         self.outbox = AsyncOutbox(lambda: Outbox(state_dir / "outbox.sqlite", budget_bytes=cfg.budget_bytes,
@@ -103,16 +114,20 @@ class Uplink:
         payload = messages.event(self.identity.site, self.identity.node, name, severity, data)
         self._append_nowait(payload)
 
-    def _append_nowait(self, payload: bytes) -> None:
+    def emit_decision(self, payload: bytes) -> None:
+        """Queue a decision-lane record (transition, command outcome) without awaiting; never raises."""
+        self._append_nowait(payload, Lane.DECISION, messages.DECISIONS_TOPIC)
+
+    def _append_nowait(self, payload: bytes, lane: Lane = Lane.EVENT, topic: str = "events") -> None:
         """Never raises: its callers include the scan cycle, which must not die of a closed
         outbox during shutdown or of a bad record. A record that cannot be queued is logged."""
         try:
-            self.outbox.append_nowait(Lane.EVENT, "events", payload)
+            self.outbox.append_nowait(lane, topic, payload)
         except (OutboxError, ValueError) as exc:
             self.counters.emit_failures += 1
-            log.error("uplink.event_not_queued", error=str(exc), bytes=len(payload))
+            log.error("uplink.record_not_queued", lane=lane.value, error=str(exc), bytes=len(payload))
             return
-        self.counters.emitted[Lane.EVENT.value] += 1
+        self.counters.emitted[lane.value] += 1
         self._wake.set()
 
     async def emit(self, lane: Lane, topic: str, payload: bytes) -> Record:
@@ -162,8 +177,9 @@ class Uplink:
         self._connected_wall = time.time()
         self._in_flight.clear()
         ident = self.identity
+        head = self.audit_head() if self.audit_head is not None else None
         birth = messages.birth(ident.site, ident.node, ident.version, ident.config_sha256, self.started_wall,
-                               ident.models)
+                               ident.models, head)
         async with asyncio.timeout(10.0):
             await self.mqtt.publish(self.topics.state, birth, retain=True)
         self._wake.set()
@@ -242,6 +258,12 @@ class Uplink:
 
     # -- inbound ---------------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if is_signed_command(topic, self.topics.cmd_prefix):
+            if self.signed_handler is None:
+                self._reject(topic, "signed commands are not handled by this node", None)
+            else:
+                self.signed_handler(payload, f"mqtt {topic}")  # it publishes its own outcome, with the code
+            return
         parsed = parse_command(topic, payload, self.topics.cmd_prefix, self.identity.node)
         if isinstance(parsed, Refusal):
             self._reject(topic, parsed.reason, parsed.command_id)

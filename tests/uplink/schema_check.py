@@ -15,6 +15,7 @@ SCHEMA_FILES = {
     "edgeagent.event/1": "event.json",
     "edgeagent.command_rejected/1": "command_rejected.json",
     "edgeagent.command/1": "command.json",
+    "edgeagent.decision/1": "decision.json",
 }
 
 
