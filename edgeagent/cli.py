@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, help="override storage.dir from the config")
     run.add_argument("--log-format", choices=["auto", "json", "console"], help="override log.format")
 
+    doctor = sub.add_parser("doctor", help="check this box's set-up against a config: one line per check, "
+                            "with the fix", add_help=False)
+    doctor.add_argument("args", nargs=argparse.REMAINDER, help="-c FILE [--timeout S] [--json]")
     check = sub.add_parser("check-config", help="validate a config file without starting anything")
     check.add_argument("file", type=Path)
 
@@ -102,6 +105,11 @@ def _socket_target(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["doctor"]:  # its own options (argparse's REMAINDER cannot start with one)
+        from edgeagent.doctor import main_doctor
+
+        return main_doctor(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
