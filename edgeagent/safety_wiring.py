@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,26 +98,44 @@ def _emit(sink: EventSink | None, name: str, severity: str, data: Mapping[str, A
         sink(name, severity, data)
 
 
+def _bess_bound(limiter: ExportLimiter, arbiter: Arbiter, key: tuple[str, str]) -> DynamicBound:
+    """The battery setpoint's bounds of the moment: never charge when full or when the SoC is
+    unknown, and never discharge so much that export would pass the limit. The export part is
+    what makes the export limit an envelope for every other request (approved recommendations):
+    a discharge may grow only by the headroom the meter shows now (limit − margin − export), and
+    without a usable meter not beyond what the limiter itself asks. The limiter's own request is
+    always inside (it is the floor of the upper bound)."""
+    bess = limiter.config.bess
+    assert bess is not None
+    soc_point, soc_max = bess.soc_point, bess.soc_max_pct
+
+    def bound(snapshot: Snapshot) -> tuple[float, float] | None:
+        lo, hi = -math.inf, math.inf
+        soc = snapshot.value(soc_point)
+        if soc is None or soc >= soc_max:
+            lo = 0.0  # SoC unknown: never charge blind; full: the BMS would refuse anyway
+        own = limiter.bess_request_w
+        if limiter.limit_kw is not None:
+            if limiter.export_kw is None:  # no usable meter (fallback): nothing more than the limiter asks
+                hi = own
+            else:
+                headroom_w = (limiter.limit_kw - limiter.margin_kw - limiter.export_kw) * 1000.0
+                current = arbiter.last_written(key)
+                hi = max(own, (0.0 if current is None else current) + headroom_w)
+        return None if (lo, hi) == (-math.inf, math.inf) else (lo, hi)
+
+    return bound
+
+
 def build(cfg: SafetyConfig) -> SafetyPhases:
     interlocks = Interlocks(cfg.interlocks) if cfg.interlocks else None
     limiter = ExportLimiter(cfg.export_limit) if cfg.export_limit is not None else None
-    dynamic: dict[tuple[str, str], DynamicBound] = {}
-    bess = cfg.export_limit.bess if cfg.export_limit is not None else None
-    if bess is not None:
-        soc_point, soc_max = bess.soc_point, bess.soc_max_pct
-
-        def no_charge_when_full(snapshot: Snapshot) -> tuple[float, float] | None:
-            soc = snapshot.value(soc_point)
-            if soc is None:
-                return (0.0, float("inf"))  # SoC unknown: never charge blind
-            return (0.0, float("inf")) if soc >= soc_max else None
-
-        dynamic[(bess.device, bess.point)] = no_charge_when_full
     arbiter = None
     if cfg.setpoints or interlocks or limiter:
-        arbiter = Arbiter(cfg.setpoints, dynamic, trip_bounds=interlocks.bounds if interlocks else None)
+        arbiter = Arbiter(cfg.setpoints, trip_bounds=interlocks.bounds if interlocks else None)
     if limiter is not None and arbiter is not None and limiter.config.bess is not None:
         bess_key = (limiter.config.bess.device, limiter.config.bess.point)
+        arbiter.dynamic[bess_key] = _bess_bound(limiter, arbiter, bess_key)
         if bess_key in arbiter.bounds:
             limiter.envelope = arbiter.envelope
     feedbacks = {(b.device, b.point): b.feedback for b in cfg.setpoints if b.feedback is not None}

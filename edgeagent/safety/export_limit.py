@@ -94,6 +94,11 @@ class ExportLimiter:
         self.envelope: Callable[[tuple[str, str], Snapshot], tuple[float, float]] | None = None
 
     @property
+    def bess_request_w(self) -> float:
+        """The BESS setpoint the limiter asks for now (W, <= 0: charge), 0 without a battery."""
+        return self._bess_w if self.config.bess is not None else 0.0
+
+    @property
     def margin_kw(self) -> float:
         return self.config.margin_kw
 
