@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent.config_decisions import DecisionsConfig, parse_decisions
+from edgeagent.config_i2c import parse_i2c_device
 from edgeagent.config_safety import SafetyConfig, parse_safety
 from edgeagent.configcheck import Checker, KeyLines
 from edgeagent.decisions.trust import TrustStore
+from edgeagent.field.i2c_adapter import I2cDeviceConfig
 from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
 from edgeagent.uplink.telemetry import TelemetryConfig
 
@@ -141,6 +143,7 @@ class Config:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     trust: TrustStore = field(default_factory=TrustStore)
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
+    i2c_devices: tuple[I2cDeviceConfig, ...] = ()
 
 
 def load(path: str | Path) -> Config:
@@ -177,18 +180,27 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
         c.string(log, "level", "log", default="info", choices=["debug", "info", "warning", "error"]),
     )
     devices_t = c.table(doc, "devices", "")
-    devices = tuple(_device(c, name, t) for name, t in devices_t.items() if _is_table(c, t, f"devices.{name}"))
+    tables = {name: t for name, t in devices_t.items() if _is_table(c, t, f"devices.{name}")}
+    devices = tuple(_device(c, name, t) for name, t in tables.items() if t.get("kind") != "i2c")
+    i2c = tuple(d for name, t in tables.items() if t.get("kind") == "i2c" and (d := _i2c(c, name, t)))
     if not devices_t:
         c.error("devices", "at least one device is required")
     _check_unique_points(c, devices)
-    uplink = _uplink(c, doc["uplink"], site, devices) if "uplink" in doc else None
-    points = {name for d in devices for name in d.point_names()}
+    every: tuple[DeviceConfig | I2cDeviceConfig, ...] = (*devices, *i2c)
+    uplink = _uplink(c, doc["uplink"], site, every) if "uplink" in doc else None
+    points = {name for d in every for name in d.point_names()}
     safety = parse_safety(c, doc, points, site.timezone or "UTC")
     trust, decisions = parse_decisions(c, doc)
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices, uplink, safety, trust, decisions)
+                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c)
+
+
+def _i2c(c: Checker, name: str, t: dict[str, Any]) -> I2cDeviceConfig | None:
+    if not re.fullmatch(NAME_RE, name):
+        c.error(f"devices.{name}", f"device name must match {NAME_RE}", name)
+    return parse_i2c_device(c, name, t)
 
 
 def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
@@ -237,7 +249,7 @@ def _device(c: Checker, name: str, t: dict[str, Any]) -> DeviceConfig:
     if not re.fullmatch(NAME_RE, name):
         c.error(path, f"device name must match {NAME_RE}", name)
     c.only_keys(t, path, _DEVICE_KEYS)
-    kind = c.string(t, "kind", path, choices=["modbus", "sunspec"])
+    kind = c.string(t, "kind", path, choices=["modbus", "sunspec", "i2c"])
     transport = c.string(t, "transport", path, default="tcp", choices=["tcp", "rtu"])
     link = ModbusLink(
         transport=transport,
@@ -355,7 +367,8 @@ _UPLINK_KEYS = ["broker", "client_id", "ca_file", "cert_file", "key_file", "user
 _LOOPBACK = re.compile(r"127(\.\d{1,3}){3}|::1|localhost")
 
 
-def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig, ...]) -> UplinkConfig | None:
+def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig | I2cDeviceConfig, ...]
+            ) -> UplinkConfig | None:
     if not _is_table(c, t, "uplink"):
         return None
     c.only_keys(t, "uplink", _UPLINK_KEYS)
@@ -397,7 +410,8 @@ def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig, .
     )
 
 
-def _telemetry(c: Checker, t: dict[str, Any], devices: tuple[DeviceConfig, ...]) -> TelemetryConfig:
+def _telemetry(c: Checker, t: dict[str, Any], devices: tuple[DeviceConfig | I2cDeviceConfig, ...]
+               ) -> TelemetryConfig:
     path = "uplink.telemetry"
     c.only_keys(t, path, ["interval_ms", "integrity_s", "min_interval_ms", "default_deadband", "deadbands"])
     deadbands_t = c.table(t, "deadbands", path)

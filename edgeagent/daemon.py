@@ -23,6 +23,8 @@ from edgeagent.config import Config
 from edgeagent.control import ControlServer
 from edgeagent.cycle import Command, CycleRecord, ScanCycle
 from edgeagent.decisions.service import DecisionService
+from edgeagent.field.i2c_adapter import I2cDevice
+from edgeagent.field.i2c_bus import BusFactory
 from edgeagent.field.modbus import ModbusDevice
 from edgeagent.image import PointSpec, ProcessImage, Quality
 from edgeagent.notify import Notifier
@@ -53,18 +55,22 @@ class Health:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, notifier: Notifier | None = None) -> None:
+    def __init__(self, cfg: Config, notifier: Notifier | None = None, i2c_bus_factory: BusFactory | None = None
+                 ) -> None:
+        """`i2c_bus_factory` stands in for smbus2 (tests, the HIL bench); None opens /dev/i2c-N."""
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         specs = [PointSpec(name, "", d.max_age_s) for d in cfg.devices for name in d.point_names()]
+        specs += [spec for d in cfg.i2c_devices for spec in d.point_specs()]
         self.image = ProcessImage(specs, history_len=cfg.scan.history_len)
         self.devices = {d.name: ModbusDevice(d, self.image) for d in cfg.devices}
+        self.i2c = {d.name: I2cDevice(d, self.image, i2c_bus_factory) for d in cfg.i2c_devices}
         self.uplink: Uplink | None = None
         if cfg.uplink is not None:
             identity = Identity(cfg.site.site_id, cfg.site.node_id, __version__, cfg.sha256)
             self.uplink = Uplink(cfg.uplink, identity, Path(cfg.state_dir), self.image)
-        for device in self.devices.values():
-            device.link.on_change = self._device_event
+        for link in [d.link for d in self.devices.values()] + [d.link for d in self.i2c.values()]:
+            link.on_change = self._device_event
         self.safety = safety_wiring.build(cfg.safety)
         self.decisions = DecisionService(
             site=cfg.site.site_id, node=cfg.site.node_id, state_dir=Path(cfg.state_dir), trust=cfg.trust,
@@ -131,8 +137,8 @@ class Daemon:
     def health(self) -> Health:
         snap = self.image.snapshot()
         return Health(
-            devices_online=sum(d.online for d in self.devices.values()),
-            devices=len(self.devices),
+            devices_online=sum(d.online for d in self.devices.values()) + sum(d.online for d in self.i2c.values()),
+            devices=len(self.devices) + len(self.i2c),
             points_good=sum(v.quality is Quality.GOOD for v in snap.values()),
             points=len(snap),
             cycles=self.cycle.stats.cycles,
@@ -166,6 +172,8 @@ class Daemon:
         async with asyncio.TaskGroup() as tg:
             for name, device in self.devices.items():
                 tasks.append(tg.create_task(device.run(), name=f"device:{name}"))
+            for name, sensor in self.i2c.items():
+                tasks.append(tg.create_task(sensor.run(), name=f"i2c:{name}"))
             tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
             tasks.append(tg.create_task(self._status_loop(), name="status"))
             tasks.append(tg.create_task(self.control.serve(), name="control"))
@@ -182,6 +190,8 @@ class Daemon:
             self.notifier.stopping()
             for device in self.devices.values():
                 device.stop()
+            for sensor in self.i2c.values():
+                sensor.stop()
             if self.uplink is not None:
                 self.uplink.request_stop()  # it ends itself: goodbye, DISCONNECT, outbox closed
             self.decisions.request_stop()  # it ends itself once the queued audit records are written
