@@ -96,7 +96,15 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
             background = [tg.create_task(_drain(proc, hil_log)), tg.create_task(up.drive_outage(duration_s))]
             if approval is not None:
                 background.append(tg.create_task(approval.drive(daemon)))
+            stopped_at: list[float] = []  # when the stop was asked: the end state is judged at that moment,
+            # not after the shutdown, the witness and the plant's exit have aged every sample
+
+            async def note_stop() -> None:
+                await daemon.stop_event.wait()
+                stopped_at.append(time.monotonic())
+
             async with asyncio.TaskGroup() as inner:
+                inner.create_task(note_stop())
                 inner.create_task(daemon.run())
                 inner.create_task(_view_loop(daemon, up, ready, duration_s, started, live=sys.stdout.isatty()))
             elapsed = time.monotonic() - started
@@ -105,7 +113,7 @@ async def _demo(scenario: str, duration_s: float | None, speed: float, state_dir
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await proc.wait()
-            summary = _summary(daemon, up, ready, elapsed, recorder, trace_path)
+            summary = _summary(daemon, up, ready, elapsed, recorder, trace_path, stopped_at[0])
             if approval is not None:
                 extra, approval_checks = approval.report(daemon)
                 summary.update(extra)
@@ -211,8 +219,8 @@ def _uplink_line(daemon: Daemon, up: demo_uplink.DemoUplink) -> str:
 
 
 def _summary(daemon: Daemon, up: demo_uplink.DemoUplink, ready: dict[str, Any], elapsed_s: float,
-             recorder: SafetyRecorder, trace_path: Path) -> dict[str, Any]:
-    snap = daemon.image.snapshot()
+             recorder: SafetyRecorder, trace_path: Path, stopped_at: float) -> dict[str, Any]:
+    snap = daemon.image.snapshot(stopped_at)
     points = {
         name: {"value": view.value, "unit": view.sample.unit, "quality": view.quality.value,
                "age_s": round(view.age_s, 3), **({"reason": view.sample.reason} if view.sample.reason else {})}
