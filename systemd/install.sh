@@ -321,9 +321,9 @@ ensure_venv() {  # $1 = version
   fi
   "$PY" -m venv "$venv" || die "cannot create a venv at $venv with $PY"
   if [ -n "$repo" ]; then
-    venv_pip "$venv" install "$src" || die "pip could not install edgeagent from $src (it needs the network for the dependencies)"
+    venv_pip "$venv" install "${src}[hil]" || die "pip could not install edgeagent from $src (it needs the network for the dependencies)"
   else
-    venv_pip "$venv" install --no-index --find-links "$src/wheels" "edgeagent==$1" \
+    venv_pip "$venv" install --no-index --find-links "$src/wheels" "edgeagent[hil]==$1" \
       || die "pip could not install edgeagent $1 from $src/wheels (a dependency missing from the bundle?)"
   fi
   if [ -d "$src/models" ]; then
@@ -366,14 +366,27 @@ ensure_system_files() {
   fi
 }
 
+# systemd is running as init (not a chroot, an image build or a container without it)
+systemd_running() { [ -d /run/systemd/system ]; }
+
 # $1 = restart (the running program changed) or keep
 ensure_service() {
-  if [ -z "$ROOT" ] && [ "$unit_changed" -eq 1 ]; then
-    systemctl daemon-reload
-  fi
   if [ -n "$ROOT" ]; then
     note "skipped (--root): systemctl daemon-reload; systemctl enable --now $UNIT_NAME (nothing is started in a --root install)"
     return
+  fi
+  if ! systemd_running; then
+    # in a chroot or an image build: enabling works offline, reloading and starting do not
+    if systemctl is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
+      note "kept $UNIT_NAME enabled"
+    else
+      systemctl_do "enabled $UNIT_NAME (starts at boot)" enable --quiet "$UNIT_NAME"
+    fi
+    note "systemd is not running here: not reloaded or started; it starts at the next boot"
+    return
+  fi
+  if [ "$unit_changed" -eq 1 ]; then
+    systemctl daemon-reload
   fi
   if systemctl is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
     note "kept $UNIT_NAME enabled"
@@ -470,7 +483,7 @@ do_uninstall() {
     if [ -e "$f" ]; then rm -f "$f"; did "removed $f"; fi
   done
   if [ -L "$BIN_LINK" ]; then rm -f "$BIN_LINK"; did "removed $BIN_LINK"; fi
-  if [ -z "$ROOT" ] && [ "$changes" -gt 0 ]; then systemctl daemon-reload; fi
+  if [ -z "$ROOT" ] && [ "$changes" -gt 0 ] && systemd_running; then systemctl daemon-reload; fi
   if [ -d "$OPT" ]; then
     rm -rf "$OPT"
     did "removed $OPT (all versions and the current/previous links)"
