@@ -8,7 +8,10 @@
                            "sunspec_base": 40000, "models": [1, 203]}, "inverter": {...}, "bess": {...}}}
 
 (``duration_s`` is the scenario's recommended run length in wall seconds at speed 1, or null;
-``events`` are its physics events, timed in plant seconds), then (optionally) a JSON status
+``events`` are its physics and transformer events, timed in plant seconds; a scenario with a
+``[transformer]`` table adds ``"transformer": {"url": "opc.tcp://127.0.0.1:PORT", "namespace":
+"urn:edgeagent:hil:transformer", "namespace_index": 2, "nodes": {"TopOilTemp": "ns=2;s=...", ...}}``,
+see :mod:`hil.transformer_server`), then (optionally) a JSON status
 line on stderr every ``--status-interval`` seconds, and runs until SIGTERM or SIGINT (exit 0).
 ``--trace FILE`` writes one JSON line per physics step to FILE (see :mod:`hil.trace`); it is
 flushed at least twice a second and completely on exit, including on SIGTERM.
@@ -38,12 +41,15 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hil", description="edgeagent's simulated PV + BESS plant.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the plant's devices over Modbus TCP")
+    serve = commands.add_parser("serve", help="serve the plant's devices over Modbus TCP (and OPC UA)")
     serve.add_argument("--scenario", default=DEFAULT_SCENARIO, help="shipped scenario name or path to a .toml")
     serve.add_argument("--speed", type=float, default=None, help="plant seconds per wall second (default: scenario)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument(
-        "--port-base", type=int, default=0, help="meter port; inverter +1, bess +2 (0 = ephemeral ports)"
+        "--port-base",
+        type=int,
+        default=0,
+        help="meter port; inverter +1, bess +2, transformer OPC UA +3 (0 = ephemeral ports)",
     )
     serve.add_argument(
         "--status-interval", type=float, default=10.0, help="seconds between status lines on stderr (0 = none)"
@@ -55,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _status_line(plant: Plant) -> str:
     state = plant.state
+    transformer = plant.transformer_state
+    thermal = (
+        {}
+        if transformer is None
+        else {
+            "ambient_c": round(transformer.ambient_c, 2),
+            "top_oil_c": round(transformer.top_oil_c, 2),
+            "hot_spot_c": round(transformer.hot_spot_c, 2),
+            "fans_on": transformer.fans_on,
+        }
+    )
     return json.dumps(
         {
             "event": "hil.status",
@@ -65,6 +82,7 @@ def _status_line(plant: Plant) -> str:
             "bess_w": round(state.bess_w, 1),
             "soc_pct": round(state.soc_pct, 2),
             "faults": {name: plant.fault_state(name).describe() for name in plant.servers},
+            **thermal,
         }
     )
 

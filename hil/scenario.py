@@ -41,6 +41,16 @@ Format (all keys optional)::
     duration_s = 8.0                 # bess_heat: required
     rise_c = 30.0                    # bess_heat: extra steady-state module temperature, > 0
 
+    [transformer]                    # optional: the site's transformer, see hil.transformer
+    rating_kva = 250.0               # (and an OPC UA server for it, see hil.transformer_server)
+    cooling = "ONAF"                 # ONAN | ONAF
+
+    [[events]]                       # heat_wave | fan_failure | sensor_drift need [transformer];
+    kind = "heat_wave"               # see hil.transformer_events
+    at_s = 43200.0
+    duration_s = 259200.0
+    ambient_rise_c = 10.0
+
 Two time bases, on purpose: **faults act on the network** and are timed in *wall* seconds since
 the plant started (a meter that is offline for 10 s is offline for 10 s of the client's time,
 whatever the speed); **events act on the physics** and are timed in *plant* seconds since the
@@ -64,6 +74,17 @@ from typing import Any
 from hil.events import BessHeat, EventKind, LoadStep, PhysicsEvent
 from hil.faults import DEVICE_NAMES, FaultKind, FaultSpec
 from hil.physics import PlantParams, SiteParams, WeatherParams
+from hil.transformer import ONAF_ONLY_KEYS, Cooling, TransformerParams
+from hil.transformer import RANGES as TRANSFORMER_RANGES
+from hil.transformer_events import (
+    TRANSFORMER_EVENT_FIELDS,
+    FanFailure,
+    HeatWave,
+    SensorDrift,
+    TransformerEvent,
+    TransformerEventKind,
+    build_transformer_event,
+)
 
 DEFAULT_SCENARIO = "sunny-day"
 DEFAULT_START = datetime(2025, 6, 21, 11, 0, 0)
@@ -89,6 +110,8 @@ class Scenario:
     events: tuple[PhysicsEvent, ...] = ()
     duration_s: float | None = None  # recommended run length in wall seconds at speed 1
     source: str = "<defaults>"
+    transformer: TransformerParams | None = None  # None: no transformer, no OPC UA server
+    transformer_events: tuple[TransformerEvent, ...] = ()
 
     @property
     def params(self) -> PlantParams:
@@ -136,14 +159,31 @@ _RANGES: dict[str, tuple[Check, str]] = {
     "events.duration_s": (lambda v: 0 < v < math.inf, "must be > 0 and finite"),
     "events.delta_kw": (lambda v: v != 0 and -1e6 <= v <= 1e6, "must be non-zero and within -1e6..1e6"),
     "events.rise_c": (lambda v: 0 < v <= 500, "must be within (0, 500]"),
+    "events.ambient_rise_c": (lambda v: 0 < v <= 40, "must be within (0, 40]"),
+    "events.ramp_s": (lambda v: 0 <= v < math.inf, "must be >= 0 and finite"),
+    "events.rate_c_per_h": (lambda v: v != 0 and -100 <= v <= 100, "must be non-zero and within -100..100"),
+    **{f"transformer.{key}": rule for key, rule in TRANSFORMER_RANGES.items()},
 }
-_TOP_KEYS = ("name", "description", "seed", "start", "speed", "duration_s", "site", "weather", "faults", "events")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "seed",
+    "start",
+    "speed",
+    "duration_s",
+    "site",
+    "weather",
+    "faults",
+    "events",
+    "transformer",
+)
 _FAULT_KEYS = ("device", "kind", "at_s", "duration_s", "delay_ms")
-_EVENT_KEYS = ("kind", "at_s", "duration_s", "delta_kw", "rise_c")
+_EVENT_KEYS = ("kind", "at_s", "duration_s", "delta_kw", "rise_c", "ambient_rise_c", "ramp_s", "rate_c_per_h")
 #: Per event kind: (required keys, optional keys) besides ``kind``.
-_EVENT_FIELDS: dict[EventKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
+_EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     EventKind.LOAD_STEP: (("at_s", "delta_kw"), ("duration_s",)),
     EventKind.BESS_HEAT: (("at_s", "duration_s", "rise_c"), ()),
+    **TRANSFORMER_EVENT_FIELDS,
 }
 
 
@@ -251,31 +291,62 @@ def _parse_fault(reader: _Reader, raw: object, index: int) -> FaultSpec:
     return FaultSpec(device=device, kind=kind, at_s=at_s, duration_s=duration_s, delay_ms=delay_ms)
 
 
-def _parse_event(reader: _Reader, raw: object, index: int) -> PhysicsEvent:
+def _parse_event(reader: _Reader, raw: object, index: int) -> PhysicsEvent | TransformerEvent:
     key = f"events[{index}]"
     table = reader.table(raw, key)
     reader.check_keys(table, _EVENT_KEYS, f"{key}.")
     if "kind" not in table:
         raise reader.fail(f"{key}.kind", "missing")
-    kind_name = reader.string(table["kind"], f"{key}.kind")
-    try:
-        kind = EventKind(kind_name)
-    except ValueError:
-        kinds = ", ".join(k.value for k in EventKind)
-        raise reader.fail(f"{key}.kind", f"unknown event kind {kind_name!r}; expected one of {kinds}") from None
+    kind = reader.string(table["kind"], f"{key}.kind")
+    if kind not in _EVENT_FIELDS:
+        kinds = ", ".join(_EVENT_FIELDS)
+        raise reader.fail(f"{key}.kind", f"unknown event kind {kind!r}; expected one of {kinds}")
     required, optional = _EVENT_FIELDS[kind]
     for name in table:
         if name != "kind" and name not in required + optional:
-            owners = [k.value for k, (req, opt) in _EVENT_FIELDS.items() if name in req + opt]
+            owners = [str(k) for k, (req, opt) in _EVENT_FIELDS.items() if name in req + opt]
             allowed = f"only allowed for kind {', '.join(map(repr, owners))}" if owners else "not allowed"
-            raise reader.fail(f"{key}.{name}", f"{allowed}, not {kind.value!r}")
+            raise reader.fail(f"{key}.{name}", f"{allowed}, not {kind!r}")
     for name in required:
         if name not in table:
-            raise reader.fail(f"{key}.{name}", f"missing (required for kind {kind.value!r})")
+            raise reader.fail(f"{key}.{name}", f"missing (required for kind {kind!r})")
     values = {name: reader.number(table[name], f"{key}.{name}", f"events.{name}") for name in table if name != "kind"}
-    if kind is EventKind.LOAD_STEP:
+    if kind in TRANSFORMER_EVENT_FIELDS:
+        try:
+            return build_transformer_event(TransformerEventKind(kind), values)
+        except ValueError as exc:
+            raise ScenarioError(f"{reader.source}: {key}.{exc}") from None
+    if kind == EventKind.LOAD_STEP:
         return LoadStep(at_s=values["at_s"], delta_kw=values["delta_kw"], duration_s=values.get("duration_s"))
     return BessHeat(at_s=values["at_s"], duration_s=values["duration_s"], rise_c=values["rise_c"])
+
+
+def _parse_transformer(reader: _Reader, raw: object) -> TransformerParams:
+    table = dict(reader.table(raw, "transformer"))
+    cooling_raw = table.pop("cooling", Cooling.ONAF.value)
+    cooling_name = reader.string(cooling_raw, "transformer.cooling")
+    if cooling_name not in tuple(Cooling):
+        choices = ", ".join(c.value for c in Cooling)
+        raise reader.fail("transformer.cooling", f"unknown cooling {cooling_name!r}; expected one of {choices}")
+    params: TransformerParams = _dataclass_from_table(reader, TransformerParams, table, "transformer")
+    params = dataclasses.replace(params, cooling=Cooling(cooling_name))
+    if params.cooling is Cooling.ONAN:
+        for name in ONAF_ONLY_KEYS:
+            if name in table:
+                raise reader.fail(f"transformer.{name}", "only allowed with cooling = 'ONAF' (ONAN has no fans)")
+    for name, message in params.problems():
+        raise reader.fail(f"transformer.{name}", message)
+    return params
+
+
+def _check_transformer_events(
+    reader: _Reader, events: list[tuple[int, TransformerEvent]], transformer: TransformerParams | None
+) -> None:
+    for index, event in events:
+        if transformer is None:
+            raise reader.fail(f"events[{index}].kind", f"{event.kind.value!r} needs a [transformer] table")
+        if isinstance(event, FanFailure) and transformer.cooling is not Cooling.ONAF:
+            raise reader.fail(f"events[{index}].kind", "'fan_failure' needs transformer.cooling = 'ONAF'")
 
 
 def _array_of_tables(reader: _Reader, data: Mapping[str, Any], key: str) -> list[Any]:
@@ -303,7 +374,10 @@ def parse_scenario(data: Mapping[str, Any], *, source: str, default_name: str = 
     if site.sunrise_h >= site.sunset_h:
         raise reader.fail("site.sunrise_h", f"must be before site.sunset_h ({site.sunset_h:g})")
     faults_raw = _array_of_tables(reader, data, "faults")
-    events_raw = _array_of_tables(reader, data, "events")
+    events = [(i, _parse_event(reader, raw, i)) for i, raw in enumerate(_array_of_tables(reader, data, "events"))]
+    transformer = None if "transformer" not in data else _parse_transformer(reader, data["transformer"])
+    transformer_events = [(i, e) for i, e in events if isinstance(e, HeatWave | FanFailure | SensorDrift)]
+    _check_transformer_events(reader, transformer_events, transformer)
     duration_raw = data.get("duration_s")
     return Scenario(
         name=name,
@@ -314,9 +388,11 @@ def parse_scenario(data: Mapping[str, Any], *, source: str, default_name: str = 
         site=site,
         weather=weather,
         faults=tuple(_parse_fault(reader, raw, i) for i, raw in enumerate(faults_raw)),
-        events=tuple(_parse_event(reader, raw, i) for i, raw in enumerate(events_raw)),
+        events=tuple(e for _, e in events if isinstance(e, LoadStep | BessHeat)),
         duration_s=None if duration_raw is None else reader.number(duration_raw, "duration_s"),
         source=source,
+        transformer=transformer,
+        transformer_events=tuple(e for _, e in transformer_events),
     )
 
 

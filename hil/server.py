@@ -18,6 +18,11 @@ devices without yielding to the event loop, so no client ever sees two devices a
 steps.  With ``trace`` each physics step is also written to a JSON-lines file
 (:mod:`hil.trace`), stamped with the ``time.monotonic()`` of that publication.
 
+A scenario with a ``[transformer]`` table also gets the site transformer's thermal model
+(:mod:`hil.transformer`), stepped with every physics step from the same PCC flow, and an OPC UA
+server for it (:mod:`hil.transformer_server`) whose variables are written every tick, after
+the Modbus devices; its port is ``port_base + 3`` (or ephemeral).
+
 Use :func:`serve_plant` (tests, demos) or ``python -m hil serve``.
 """
 
@@ -47,6 +52,8 @@ from hil.proxy import FaultProxy
 from hil.scenario import MAX_SPEED, Scenario, load_scenario
 from hil.sunspec_image import ImageError
 from hil.trace import StateTrace, TraceError
+from hil.transformer import TransformerModel, TransformerSimulation, TransformerState
+from hil.transformer_server import TransformerServer, TransformerServerError
 
 UNIT_ID = 1
 TICK_S = 0.1  # wall seconds between physics catch-ups and register publications
@@ -214,6 +221,13 @@ class Plant:
             port = 0 if port_base == 0 else port_base + index
             self.servers[device.name] = DeviceServer(device, self, host, port, scenario.seed)
         self._manual: dict[str, FaultState] = {name: FaultState() for name in self.servers}
+        self.transformer: TransformerSimulation | None = None
+        self.transformer_server: TransformerServer | None = None
+        if scenario.transformer is not None:
+            model = TransformerModel(scenario.transformer, scenario.transformer_events, scenario.params.start_hour)
+            self.transformer = TransformerSimulation(model, self.simulation.state)
+            port = 0 if port_base == 0 else port_base + len(self.devices)
+            self.transformer_server = TransformerServer(host, port)
         self._t0 = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -238,16 +252,25 @@ class Plant:
     def endpoints(self) -> dict[str, dict[str, Any]]:
         return {name: server.endpoint.as_dict() for name, server in self.servers.items()}
 
+    @property
+    def transformer_state(self) -> TransformerState | None:
+        """The transformer's true thermal state (None without a ``[transformer]`` table)."""
+        return None if self.transformer is None else self.transformer.state
+
     def ready_event(self) -> dict[str, Any]:
         """The ``hil.ready`` line printed by ``python -m hil serve``."""
-        return {
+        events = [*self.scenario.events, *self.scenario.transformer_events]
+        ready: dict[str, Any] = {
             "event": "hil.ready",
             "scenario": self.scenario.name,
             "speed": self.speed,
             "duration_s": self.scenario.duration_s,
-            "events": [event.as_dict() for event in self.scenario.events],
+            "events": [event.as_dict() for event in events],
             "devices": self.endpoints,
         }
+        if self.transformer_server is not None:
+            ready["transformer"] = self.transformer_server.endpoint()
+        return ready
 
     def fault_state(self, device: str) -> FaultState:
         return self._server(device).fault
@@ -297,13 +320,18 @@ class Plant:
         loop = asyncio.get_running_loop()
         if self.trace_path is not None:
             try:
-                self._trace = StateTrace(self.trace_path)
+                self._trace = StateTrace(self.trace_path, transformer=self.transformer is not None)
             except TraceError as exc:
                 raise HilError(str(exc)) from None
         self._t0 = loop.time()
         try:
             for server in self.servers.values():
                 await server.start()
+            if self.transformer_server is not None and self.transformer is not None:
+                try:
+                    await self.transformer_server.start(self.transformer.readings(), self.clock)
+                except TransformerServerError as exc:
+                    raise HilError(str(exc)) from None
         except BaseException:
             await self.stop()
             raise
@@ -318,6 +346,8 @@ class Plant:
         try:
             for server in self.servers.values():
                 await server.stop()
+            if self.transformer_server is not None:
+                await self.transformer_server.stop()
         finally:
             trace, self._trace = self._trace, None
             if trace is not None:
@@ -333,14 +363,14 @@ class Plant:
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    def _advance_to(self, plant_t: float) -> list[PlantState]:
+    def _advance_to(self, plant_t: float) -> list[tuple[PlantState, TransformerState | None]]:
         """Run fixed physics steps, with the device control timers, up to plant time ``plant_t``.
 
         Returns the states of the steps taken (for the trace).
         """
         _meter, inverter, bess = self.devices
         dt = self.scenario.site.step_s
-        stepped: list[PlantState] = []
+        stepped: list[tuple[PlantState, TransformerState | None]] = []
         for _ in range(MAX_STEPS_PER_TICK):
             next_t = self.simulation.state.t_s + dt
             if next_t > plant_t + 1e-9:
@@ -350,7 +380,8 @@ class Plant:
             commands = Commands(
                 pv_limit_pct=inverter.limit_pct, pv_connected=inverter.connected, bess_setpoint_w=bess.setpoint_w
             )
-            stepped.append(self.simulation.advance(commands))
+            state = self.simulation.advance(commands)
+            stepped.append((state, None if self.transformer is None else self.transformer.advance(state)))
         return stepped
 
     async def _run(self) -> None:
@@ -363,15 +394,17 @@ class Plant:
             for server in self.servers.values():  # no await in here: all devices show the same step
                 server.device.render(self.state)
                 server.publish()
+            if self.transformer_server is not None and self.transformer is not None:
+                await self.transformer_server.publish(self.transformer.readings(), self.clock)
             if self._trace is not None:
                 self._record(stepped, time.monotonic())
             tick += 1
             await asyncio.sleep(max(0.0, self._t0 + tick * TICK_S - loop.time()))
 
-    def _record(self, stepped: list[PlantState], published_mono: float) -> None:
+    def _record(self, stepped: list[tuple[PlantState, TransformerState | None]], published_mono: float) -> None:
         assert self._trace is not None
-        for state in stepped:
-            self._trace.record(published_mono, state)
+        for state, transformer in stepped:
+            self._trace.record(published_mono, state, transformer)
         try:
             self._trace.tick(published_mono)
         except TraceError as exc:
@@ -391,7 +424,8 @@ async def serve_plant(
 
     ``scenario`` is a :class:`~hil.scenario.Scenario`, a shipped scenario name or a path;
     ``speed`` (plant seconds per wall second) overrides the scenario's; ``port_base`` 0 gives
-    each device an ephemeral port, otherwise meter = N, inverter = N+1, bess = N+2;
+    each device an ephemeral port, otherwise meter = N, inverter = N+1, bess = N+2 (and the
+    transformer's OPC UA server N+3, if the scenario has one);
     ``trace`` names a file that gets one JSON line per physics step (see :mod:`hil.trace`),
     complete once the block has been left.
     Raises :class:`~hil.scenario.ScenarioError` or :class:`HilError` if it cannot start.
@@ -401,8 +435,9 @@ async def serve_plant(
     speed = scenario.speed if speed is None else float(speed)
     if not 0.0 < speed <= MAX_SPEED:
         raise HilError(f"speed must be within (0, {MAX_SPEED:g}], got {speed:g}")
-    if port_base != 0 and not 1 <= port_base <= 65535 - (len(DEVICE_NAMES) - 1):
-        raise HilError(f"port base must be 0 (ephemeral) or 1..{65535 - len(DEVICE_NAMES) + 1}, got {port_base}")
+    ports = len(DEVICE_NAMES) + (scenario.transformer is not None)
+    if port_base != 0 and not 1 <= port_base <= 65535 - (ports - 1):
+        raise HilError(f"port base must be 0 (ephemeral) or 1..{65535 - ports + 1}, got {port_base}")
     plant = Plant(scenario, speed=speed, host=host, port_base=port_base, trace=trace)
     await plant.start()
     try:

@@ -3,7 +3,8 @@
 Each line holds :data:`TRACE_KEYS`: ``t_mono`` is the server's ``time.monotonic()`` when the
 step's state became visible in the registers (on Linux that clock is system-wide, so a client
 in another process can line its own samples up with the plant's truth), then the plant's own
-values.  Steps computed in one catch-up of the physics loop (several at speeds above 1) are
+values, and with a transformer (``transformer=True``) :data:`TRANSFORMER_TRACE_KEYS`: its true
+state, before any sensor drift.  Steps computed in one catch-up of the physics loop (several at speeds above 1) are
 published together and share the ``t_mono`` of that publication; only the last of them is
 actually in the registers.
 
@@ -23,6 +24,7 @@ import threading
 from pathlib import Path
 
 from hil.physics import PlantState
+from hil.transformer import TransformerState
 
 TRACE_KEYS = (
     "t_mono",
@@ -37,6 +39,14 @@ TRACE_KEYS = (
     "soc_pct",
     "bess_temp_c",
 )
+TRANSFORMER_TRACE_KEYS = (
+    "ambient_c",
+    "top_oil_c",
+    "hot_spot_c",
+    "transformer_load_pu",
+    "transformer_current_a",
+    "fans_on",
+)
 FLUSH_INTERVAL_S = 0.5  # a tick is 0.1 s, so lines reach the file within ~0.6 s
 
 _Row = tuple[float, ...]
@@ -49,8 +59,11 @@ class TraceError(Exception):
 class StateTrace:
     """A JSON-lines trace file of plant states."""
 
-    def __init__(self, path: str | Path, *, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self, path: str | Path, *, flush_interval_s: float = FLUSH_INTERVAL_S, transformer: bool = False
+    ) -> None:
         self.path = Path(path)
+        self.keys = TRACE_KEYS + (TRANSFORMER_TRACE_KEYS if transformer else ())
         self.flush_interval_s = flush_interval_s
         try:
             self._file = self.path.open("w", encoding="utf-8")
@@ -64,8 +77,18 @@ class StateTrace:
         self._thread = threading.Thread(target=self._write_loop, name="hil-trace", daemon=True)
         self._thread.start()
 
-    def record(self, t_mono: float, state: PlantState) -> None:
-        """Note one step (cheap: no formatting, no I/O)."""
+    def record(self, t_mono: float, state: PlantState, transformer: TransformerState | None = None) -> None:
+        """Note one step (cheap: no formatting, no I/O); ``transformer`` iff the trace was opened with one."""
+        extra: _Row = ()
+        if transformer is not None:
+            extra = (
+                transformer.ambient_c,
+                transformer.top_oil_c,
+                transformer.hot_spot_c,
+                transformer.load_pu,
+                transformer.load_current_a,
+                transformer.fans_on,
+            )
         self._batch.append(
             (
                 t_mono,
@@ -79,6 +102,7 @@ class StateTrace:
                 state.bess_setpoint_w,
                 state.soc_pct,
                 state.bess_temp_c,
+                *extra,
             )
         )
 
@@ -112,7 +136,7 @@ class StateTrace:
     def _write_loop(self) -> None:
         try:
             while (batch := self._queue.get()) is not None:
-                self._file.write("".join(json.dumps(dict(zip(TRACE_KEYS, row, strict=True))) + "\n" for row in batch))
+                self._file.write("".join(json.dumps(dict(zip(self.keys, row, strict=True))) + "\n" for row in batch))
                 self._file.flush()
         except Exception as exc:  # the thread's boundary: any failure is reported, never lost
             self._error = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
