@@ -18,10 +18,12 @@ from typing import Any
 
 from edgeagent.config_decisions import DecisionsConfig, parse_decisions
 from edgeagent.config_i2c import parse_i2c_device
+from edgeagent.config_opcua import parse_opcua_device
 from edgeagent.config_safety import SafetyConfig, parse_safety
 from edgeagent.configcheck import Checker, KeyLines
 from edgeagent.decisions.trust import TrustStore
 from edgeagent.field.i2c_adapter import I2cDeviceConfig
+from edgeagent.field.opcua_config import OpcUaDeviceConfig
 from edgeagent.field.points import RegisterPoint, RegType, Table, WordOrder
 from edgeagent.uplink.telemetry import TelemetryConfig
 
@@ -104,6 +106,10 @@ class DeviceConfig:
         return [f"{self.name}.{n}" for n in local]
 
 
+AnyDevice = DeviceConfig | I2cDeviceConfig | OpcUaDeviceConfig
+"""Every device kind has `name` and `point_names()`; the uplink and safety config only need those."""
+
+
 @dataclass(frozen=True, slots=True)
 class UplinkConfig:
     """The MQTT uplink. Plaintext to a non-loopback broker is refused unless `allow_insecure`."""
@@ -144,6 +150,7 @@ class Config:
     trust: TrustStore = field(default_factory=TrustStore)
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
     i2c_devices: tuple[I2cDeviceConfig, ...] = ()
+    opcua_devices: tuple[OpcUaDeviceConfig, ...] = ()
 
 
 def load(path: str | Path) -> Config:
@@ -181,12 +188,13 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     )
     devices_t = c.table(doc, "devices", "")
     tables = {name: t for name, t in devices_t.items() if _is_table(c, t, f"devices.{name}")}
-    devices = tuple(_device(c, name, t) for name, t in tables.items() if t.get("kind") != "i2c")
+    devices = tuple(_device(c, name, t) for name, t in tables.items() if t.get("kind") not in ("i2c", "opcua"))
     i2c = tuple(d for name, t in tables.items() if t.get("kind") == "i2c" and (d := _i2c(c, name, t)))
+    opcua = tuple(u for name, t in tables.items() if t.get("kind") == "opcua" and (u := _opcua(c, name, t)))
     if not devices_t:
         c.error("devices", "at least one device is required")
     _check_unique_points(c, devices)
-    every: tuple[DeviceConfig | I2cDeviceConfig, ...] = (*devices, *i2c)
+    every: tuple[AnyDevice, ...] = (*devices, *i2c, *opcua)
     uplink = _uplink(c, doc["uplink"], site, every) if "uplink" in doc else None
     points = {name for d in every for name in d.point_names()}
     safety = parse_safety(c, doc, points, site.timezone or "UTC")
@@ -194,13 +202,19 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c)
+                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c, opcua)
 
 
 def _i2c(c: Checker, name: str, t: dict[str, Any]) -> I2cDeviceConfig | None:
     if not re.fullmatch(NAME_RE, name):
         c.error(f"devices.{name}", f"device name must match {NAME_RE}", name)
     return parse_i2c_device(c, name, t)
+
+
+def _opcua(c: Checker, name: str, t: dict[str, Any]) -> OpcUaDeviceConfig | None:
+    if not re.fullmatch(NAME_RE, name):
+        c.error(f"devices.{name}", f"device name must match {NAME_RE}", name)
+    return parse_opcua_device(c, name, t)
 
 
 def _syntax_error(filename: str, exc: tomllib.TOMLDecodeError) -> str:
@@ -249,7 +263,7 @@ def _device(c: Checker, name: str, t: dict[str, Any]) -> DeviceConfig:
     if not re.fullmatch(NAME_RE, name):
         c.error(path, f"device name must match {NAME_RE}", name)
     c.only_keys(t, path, _DEVICE_KEYS)
-    kind = c.string(t, "kind", path, choices=["modbus", "sunspec", "i2c"])
+    kind = c.string(t, "kind", path, choices=["modbus", "sunspec", "i2c", "opcua"])
     transport = c.string(t, "transport", path, default="tcp", choices=["tcp", "rtu"])
     link = ModbusLink(
         transport=transport,
@@ -367,7 +381,7 @@ _UPLINK_KEYS = ["broker", "client_id", "ca_file", "cert_file", "key_file", "user
 _LOOPBACK = re.compile(r"127(\.\d{1,3}){3}|::1|localhost")
 
 
-def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig | I2cDeviceConfig, ...]
+def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[AnyDevice, ...]
             ) -> UplinkConfig | None:
     if not _is_table(c, t, "uplink"):
         return None
@@ -410,7 +424,7 @@ def _uplink(c: Checker, t: Any, site: SiteConfig, devices: tuple[DeviceConfig | 
     )
 
 
-def _telemetry(c: Checker, t: dict[str, Any], devices: tuple[DeviceConfig | I2cDeviceConfig, ...]
+def _telemetry(c: Checker, t: dict[str, Any], devices: tuple[AnyDevice, ...]
                ) -> TelemetryConfig:
     path = "uplink.telemetry"
     c.only_keys(t, path, ["interval_ms", "integrity_s", "min_interval_ms", "default_deadband", "deadbands"])

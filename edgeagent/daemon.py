@@ -26,6 +26,7 @@ from edgeagent.decisions.service import DecisionService
 from edgeagent.field.i2c_adapter import I2cDevice
 from edgeagent.field.i2c_bus import BusFactory
 from edgeagent.field.modbus import ModbusDevice
+from edgeagent.field.opcua import OpcUaDevice
 from edgeagent.image import PointSpec, ProcessImage, Quality
 from edgeagent.notify import Notifier
 from edgeagent.supervise import LinkState
@@ -62,14 +63,17 @@ class Daemon:
         self.notifier = notifier or Notifier()
         specs = [PointSpec(name, "", d.max_age_s) for d in cfg.devices for name in d.point_names()]
         specs += [spec for d in cfg.i2c_devices for spec in d.point_specs()]
+        specs += [spec for d in cfg.opcua_devices for spec in d.point_specs()]
         self.image = ProcessImage(specs, history_len=cfg.scan.history_len)
         self.devices = {d.name: ModbusDevice(d, self.image) for d in cfg.devices}
         self.i2c = {d.name: I2cDevice(d, self.image, i2c_bus_factory) for d in cfg.i2c_devices}
+        self.opcua = {d.name: OpcUaDevice(d, self.image) for d in cfg.opcua_devices}
         self.uplink: Uplink | None = None
         if cfg.uplink is not None:
             identity = Identity(cfg.site.site_id, cfg.site.node_id, __version__, cfg.sha256)
             self.uplink = Uplink(cfg.uplink, identity, Path(cfg.state_dir), self.image)
-        for link in [d.link for d in self.devices.values()] + [d.link for d in self.i2c.values()]:
+        links = [d.link for d in self.devices.values()] + [d.link for d in self.i2c.values()]
+        for link in links + [d.link for d in self.opcua.values()]:
             link.on_change = self._device_event
         self.safety = safety_wiring.build(cfg.safety)
         self.decisions = DecisionService(
@@ -107,11 +111,11 @@ class Daemon:
             self.uplink.emit_event(f"device.{change}", "info", {"device": device})
 
     def _device_online(self, name: str) -> bool:
-        device = self.devices.get(name)
+        device = self.devices.get(name) or self.opcua.get(name)
         return device is not None and device.online
 
     def _route(self, command: Command) -> None:
-        device = self.devices.get(command.device)
+        device: ModbusDevice | OpcUaDevice | None = self.devices.get(command.device) or self.opcua.get(command.device)
         if device is None:
             if command.device not in self._unroutable:
                 self._unroutable.add(command.device)
@@ -137,8 +141,9 @@ class Daemon:
     def health(self) -> Health:
         snap = self.image.snapshot()
         return Health(
-            devices_online=sum(d.online for d in self.devices.values()) + sum(d.online for d in self.i2c.values()),
-            devices=len(self.devices) + len(self.i2c),
+            devices_online=sum(d.online for d in self.devices.values()) + sum(d.online for d in self.i2c.values())
+            + sum(d.online for d in self.opcua.values()),
+            devices=len(self.devices) + len(self.i2c) + len(self.opcua),
             points_good=sum(v.quality is Quality.GOOD for v in snap.values()),
             points=len(snap),
             cycles=self.cycle.stats.cycles,
@@ -174,6 +179,8 @@ class Daemon:
                 tasks.append(tg.create_task(device.run(), name=f"device:{name}"))
             for name, sensor in self.i2c.items():
                 tasks.append(tg.create_task(sensor.run(), name=f"i2c:{name}"))
+            for name, server in self.opcua.items():
+                tasks.append(tg.create_task(server.run(), name=f"opcua:{name}"))
             tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
             tasks.append(tg.create_task(self._status_loop(), name="status"))
             tasks.append(tg.create_task(self.control.serve(), name="control"))
@@ -192,6 +199,8 @@ class Daemon:
                 device.stop()
             for sensor in self.i2c.values():
                 sensor.stop()
+            for server in self.opcua.values():
+                server.stop()
             if self.uplink is not None:
                 self.uplink.request_stop()  # it ends itself: goodbye, DISCONNECT, outbox closed
             self.decisions.request_stop()  # it ends itself once the queued audit records are written
