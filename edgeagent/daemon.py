@@ -163,7 +163,7 @@ class Daemon:
         """
         log.info("daemon.starting", version=__version__, config=self.cfg.path,
                  config_sha256=self.cfg.sha256[:12], site=self.cfg.site.site_id, node=self.cfg.site.node_id,
-                 devices=len(self.devices), period_ms=self.cfg.scan.period_s * 1000)
+                 devices=len(self.devices) + len(self.i2c) + len(self.opcua), period_ms=self.cfg.scan.period_s * 1000)
         await self.control.start()
         try:
             await self.decisions.open()
