@@ -1,9 +1,10 @@
 """`edgeagent doctor -c FILE`: one command that tells a technician on site what is wrong, and how to fix it.
 
 One line per check, `PASS|WARN|FAIL  what: detail -> fix`, in a fixed order: the config (if it is
-invalid, its problems and exit 2, as check-config), each Modbus device, each I2C bus and chip, the
-broker (TCP, TLS certificate, login), the clock, free disk, the state folder, the models against
-their manifests, the key files. Exit 0 when nothing FAILs (WARNs allowed), else 1.
+invalid, its problems and exit 2, as check-config), each Modbus device, each OPC UA device (endpoint,
+server certificate, nodes), each I2C bus and chip, the broker (TCP, TLS certificate, login), the
+clock, free disk, the state folder, the models against their manifests, the key files. Exit 0 when
+nothing FAILs (WARNs allowed), else 1.
 
 The checks run concurrently (a dead device costs its timeout once, not once per device) and are
 printed in order as they finish; devices sharing one serial port take turns. Every check runs under
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from edgeagent import config
 from edgeagent.doctor_checks import (
@@ -44,6 +45,8 @@ from edgeagent.doctor_checks_broker import check_broker
 from edgeagent.doctor_checks_clock import ClockSync, check_clock, clock_sync
 from edgeagent.doctor_checks_i2c import check_i2c_device, i2c_devices
 from edgeagent.doctor_checks_modbus import check_modbus_device
+from edgeagent.doctor_checks_opcua import LIMIT_FACTOR as OPCUA_LIMIT_FACTOR
+from edgeagent.doctor_checks_opcua import check_opcua_device
 from edgeagent.field.i2c_bus import BusFactory
 
 EXIT_OK = 0
@@ -122,9 +125,10 @@ def diagnose(config_path: str | Path, *, timeout_s: float = 3.0, i2c_bus_factory
                  f"fix each line above, then run edgeagent check-config {config_path}"))
         report.exit_code = config.EXIT_CONFIG
         return report
-    points = sum(len(d.point_names()) for d in cfg.devices)
+    every: list[Any] = [*cfg.devices, *cfg.i2c_devices, *cfg.opcua_devices]
+    points = sum(len(d.point_names()) for d in every)
     add(passed("config", f"{config_path} is valid (site {cfg.site.site_id}, node {cfg.site.node_id}, "
-                         f"{len(cfg.devices)} devices, {points} points)"))
+                         f"{len(every)} devices, {points} points)"))
     steps = _steps(cfg, timeout_s, i2c_bus_factory, now, clock_probe or clock_sync)
     with _quiet_libraries():
         asyncio.run(_run_steps(steps, add))
@@ -138,6 +142,9 @@ def _steps(cfg: config.Config, timeout_s: float, factory: BusFactory | None, now
     for dev in cfg.devices:
         lane = f"serial {dev.link.serial_port}" if dev.link.transport == "rtu" else ""
         steps.append(_Step(f"modbus {dev.name}", partial(check_modbus_device, dev, timeout_s), 4 * timeout_s, lane))
+    for ua_dev in cfg.opcua_devices:
+        steps.append(_Step(f"opcua {ua_dev.name}", partial(check_opcua_device, ua_dev, timeout_s, now),
+                           OPCUA_LIMIT_FACTOR * timeout_s))
     for i2c in i2c_devices(cfg):
         steps.append(_Step(f"i2c {i2c.name}", partial(_in_thread, partial(check_i2c_device, i2c, factory)),
                            max(2 * timeout_s, 2 * i2c.timeout_s), f"i2c {i2c.bus}"))
@@ -236,14 +243,16 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 @contextlib.contextmanager
 def _quiet_libraries() -> Iterator[None]:
-    """pymodbus logs every failed connect to stderr; the doctor reports failures in its own lines."""
-    logger = logging.getLogger("pymodbus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
+    """pymodbus and asyncua log every failed connect to stderr; the doctor reports failures in its own lines."""
+    loggers = [logging.getLogger(name) for name in ("pymodbus", "asyncua")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _summary(report: Report) -> str:
