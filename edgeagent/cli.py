@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="an argument such as limit_kw=25 or reason=text (repeatable)")
     sign.add_argument("--lifetime", type=float, default=300.0, metavar="SECONDS",
                       help="the command expires this long after now (default 300)")
+
+    from edgeagent.history_cli import add_parser as add_history_parser
+
+    add_history_parser(sub)
     return p
 
 
@@ -136,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edgeagent.decisions.keys_cli import run_keygen
 
             return run_keygen(args.out, args.key_id, args.name)
+        if args.command == "history":
+            from edgeagent.history_cli import main_history
+
+            return main_history(args)
         if args.command == "sign":
             from edgeagent.decisions.keys_cli import run_sign
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent.config_decisions import DecisionsConfig, parse_decisions
+from edgeagent.config_history import HistoryConfig, parse_history
 from edgeagent.config_i2c import parse_i2c_device
 from edgeagent.config_opcua import parse_opcua_device
 from edgeagent.config_safety import SafetyConfig, parse_safety
@@ -151,6 +152,7 @@ class Config:
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
     i2c_devices: tuple[I2cDeviceConfig, ...] = ()
     opcua_devices: tuple[OpcUaDeviceConfig, ...] = ()
+    history: HistoryConfig = field(default_factory=HistoryConfig)
 
 
 def load(path: str | Path) -> Config:
@@ -174,7 +176,7 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
         raise ConfigError([_syntax_error(filename, exc)]) from None
     c = Checker(filename, KeyLines(text))
     c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices", "uplink", "setpoints", "interlocks",
-                          "export_limit", "trust", "decisions"])
+                          "export_limit", "trust", "decisions", "history"])
     site = _site(c, c.table(doc, "site", ""))
     scan = _scan(c, c.table(doc, "scan", ""))
     storage = c.table(doc, "storage", "")
@@ -199,10 +201,11 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     points = {name for d in every for name in d.point_names()}
     safety = parse_safety(c, doc, points, site.timezone or "UTC")
     trust, decisions = parse_decisions(c, doc)
+    history = parse_history(c, doc, every)
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c, opcua)
+                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c, opcua, history)
 
 
 def _i2c(c: Checker, name: str, t: dict[str, Any]) -> I2cDeviceConfig | None:

@@ -27,6 +27,7 @@ from edgeagent.field.i2c_adapter import I2cDevice
 from edgeagent.field.i2c_bus import BusFactory
 from edgeagent.field.modbus import ModbusDevice
 from edgeagent.field.opcua import OpcUaDevice
+from edgeagent.history import Clock, HistoryService, RecordingImage
 from edgeagent.image import PointSpec, ProcessImage, Quality
 from edgeagent.notify import Notifier
 from edgeagent.supervise import LinkState
@@ -56,15 +57,17 @@ class Health:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, notifier: Notifier | None = None, i2c_bus_factory: BusFactory | None = None
-                 ) -> None:
-        """`i2c_bus_factory` stands in for smbus2 (tests, the HIL bench); None opens /dev/i2c-N."""
+    def __init__(self, cfg: Config, notifier: Notifier | None = None, i2c_bus_factory: BusFactory | None = None,
+                 history_clock: Clock = time.time) -> None:
+        """`i2c_bus_factory` stands in for smbus2 (tests, the HIL bench); None opens /dev/i2c-N.
+        `history_clock` dates the hours of the point history (an accelerated scenario's simulated clock)."""
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         specs = [PointSpec(name, "", d.max_age_s) for d in cfg.devices for name in d.point_names()]
         specs += [spec for d in cfg.i2c_devices for spec in d.point_specs()]
         specs += [spec for d in cfg.opcua_devices for spec in d.point_specs()]
-        self.image = ProcessImage(specs, history_len=cfg.scan.history_len)
+        self.history = HistoryService.in_state_dir(cfg.state_dir, cfg.history, history_clock)
+        self.image: ProcessImage = RecordingImage(specs, cfg.scan.history_len, self.history.observe)
         self.devices = {d.name: ModbusDevice(d, self.image) for d in cfg.devices}
         self.i2c = {d.name: I2cDevice(d, self.image, i2c_bus_factory) for d in cfg.i2c_devices}
         self.opcua = {d.name: OpcUaDevice(d, self.image) for d in cfg.opcua_devices}
@@ -171,6 +174,7 @@ class Daemon:
         finally:
             await self.control.close()  # already closed by its task unless the group failed early
             self.decisions.close()  # already closed by its task unless the group failed early
+            self.history.close()  # writes the hour in progress; merged with the rest of it after a restart
 
     async def _run(self, extra_tasks: tuple[Callable[[], Coroutine[Any, Any, None]], ...]) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -184,6 +188,7 @@ class Daemon:
             tasks.append(tg.create_task(self.cycle.run(self.stop_event), name="cycle"))
             tasks.append(tg.create_task(self._status_loop(), name="status"))
             tasks.append(tg.create_task(self.control.serve(), name="control"))
+            tasks.append(tg.create_task(self.history.run(), name="history"))
             tg.create_task(self.decisions.run(), name="decisions")
             uplink_task = None
             if self.uplink is not None:
