@@ -21,6 +21,7 @@ from edgeagent.config_history import HistoryConfig, parse_history
 from edgeagent.config_i2c import parse_i2c_device
 from edgeagent.config_opcua import parse_opcua_device
 from edgeagent.config_safety import SafetyConfig, parse_safety
+from edgeagent.config_transformer import TransformerConfig, parse_transformer
 from edgeagent.configcheck import Checker, KeyLines
 from edgeagent.decisions.trust import TrustStore
 from edgeagent.field.i2c_adapter import I2cDeviceConfig
@@ -153,6 +154,7 @@ class Config:
     i2c_devices: tuple[I2cDeviceConfig, ...] = ()
     opcua_devices: tuple[OpcUaDeviceConfig, ...] = ()
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    transformer: TransformerConfig | None = None
 
 
 def load(path: str | Path) -> Config:
@@ -176,7 +178,7 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
         raise ConfigError([_syntax_error(filename, exc)]) from None
     c = Checker(filename, KeyLines(text))
     c.only_keys(doc, "", ["site", "scan", "storage", "log", "devices", "uplink", "setpoints", "interlocks",
-                          "export_limit", "trust", "decisions", "history"])
+                          "export_limit", "trust", "decisions", "history", "transformer"])
     site = _site(c, c.table(doc, "site", ""))
     scan = _scan(c, c.table(doc, "scan", ""))
     storage = c.table(doc, "storage", "")
@@ -202,10 +204,11 @@ def parse(text: str, filename: str = "<config>", sha256: str = "") -> Config:
     safety = parse_safety(c, doc, points, site.timezone or "UTC")
     trust, decisions = parse_decisions(c, doc)
     history = parse_history(c, doc, every)
+    transformer = parse_transformer(c, doc, points, history, Path(filename).parent)
     if c.problems:
         raise ConfigError(c.format())
     return Config(filename, sha256 or hashlib.sha256(text.encode()).hexdigest(), site, scan,
-                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c, opcua, history)
+                  state_dir, log_cfg, devices, uplink, safety, trust, decisions, i2c, opcua, history, transformer)
 
 
 def _i2c(c: Checker, name: str, t: dict[str, Any]) -> I2cDeviceConfig | None:

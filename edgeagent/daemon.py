@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from edgeagent.history import Clock, HistoryService, RecordingImage
 from edgeagent.image import PointSpec, ProcessImage, Quality
 from edgeagent.notify import Notifier
 from edgeagent.supervise import LinkState
+from edgeagent.transformer_service import TransformerService
 from edgeagent.uplink.service import Identity, Uplink
 
 log = structlog.get_logger("edgeagent.daemon")
@@ -88,6 +89,10 @@ class Daemon:
             self.uplink.audit_head = lambda: self.decisions.head or (0, "0" * 64)
             self.decisions.publish = self.uplink.emit_decision
             self.decisions.emit_event = self.uplink.emit_event
+        self.transformer: TransformerService | None = None
+        if cfg.transformer is not None:
+            self.transformer = TransformerService(cfg.transformer, self.history, self.decisions,
+                                                  emit_event=self._emit_event, clock=history_clock)
         interlock_phases, controller_phases = self.safety.phases
         self.cycle = ScanCycle(self.image, cfg.scan.period_s, interlocks=interlock_phases,
                                controllers=controller_phases, actions=[self.decisions.phase],
@@ -112,6 +117,10 @@ class Daemon:
             self.uplink.emit_event("device.offline", "warning", {"device": device, "reason": link.reason})
         else:
             self.uplink.emit_event(f"device.{change}", "info", {"device": device})
+
+    def _emit_event(self, name: str, severity: str, data: Mapping[str, Any]) -> None:
+        if self.uplink is not None:
+            self.uplink.emit_event(name, severity, data)
 
     def _device_online(self, name: str) -> bool:
         device = self.devices.get(name) or self.opcua.get(name)
@@ -174,6 +183,8 @@ class Daemon:
         finally:
             await self.control.close()  # already closed by its task unless the group failed early
             self.decisions.close()  # already closed by its task unless the group failed early
+            if self.transformer is not None:
+                self.transformer.close()
             self.history.close()  # writes the hour in progress; merged with the rest of it after a restart
 
     async def _run(self, extra_tasks: tuple[Callable[[], Coroutine[Any, Any, None]], ...]) -> None:
@@ -190,6 +201,8 @@ class Daemon:
             tasks.append(tg.create_task(self.control.serve(), name="control"))
             tasks.append(tg.create_task(self.history.run(), name="history"))
             tg.create_task(self.decisions.run(), name="decisions")
+            if self.transformer is not None:
+                tasks.append(tg.create_task(self.transformer.run(), name="transformer"))
             uplink_task = None
             if self.uplink is not None:
                 uplink_task = tg.create_task(self.uplink.run(), name="uplink")
