@@ -223,6 +223,13 @@ class TransformerService:
             p50 = np.concatenate(([now_c], p50_ahead))
             p90 = np.concatenate(([now_c], p90_ahead))
             source = "model"
+            # The model has learned normal weather; a building heat wave is outside what it saw, and
+            # the physics with the measured trend sees it earlier. For a limit that protects the
+            # insulation, the upper band is the worse of the two: a model may narrow a warning, never hide one.
+            physics = physics_top_oil_c(inputs, load_forecast, cfg)
+            if bool(np.any(physics > p90)):
+                p90 = np.maximum(p90, physics)
+                source = "model+physics"
         else:
             p50 = physics_top_oil_c(inputs, load_forecast, cfg)
             p90 = p50

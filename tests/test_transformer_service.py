@@ -157,10 +157,30 @@ async def test_corrupt_model_one_event_physics_projection_then_restored(state: P
     finally:
         h.close()
     assert len(down) == 1 and "sha256 mismatch" in down[0]["reason"]
-    assert (first.source, second.source, third.source) == ("physics", "physics", "model")
-    assert [p["source"] for p in h.named("transformer.projection")] == ["physics", "physics", "model"]
+    # with the model back, its band is widened by the physics on this heat wave (see the next test)
+    assert (first.source, second.source, third.source) == ("physics", "physics", "model+physics")
+    assert [p["source"] for p in h.named("transformer.projection")] == ["physics", "physics", "model+physics"]
     assert len(h.named("transformer.model_restored")) == 1
     assert len(h.named("transformer.model_unavailable")) == 1
+
+
+async def test_with_the_model_a_heat_wave_it_did_not_learn_is_still_caught_a_day_ahead(state: Path) -> None:
+    """The shipped model alone projects 117.5 °C here (under the limit); the physics with the measured
+    trend sees the crossing. The upper band is the worse of the two, so the warning stands."""
+    models = state / "models"
+    models.mkdir()
+    for name in (MANIFEST, "transformer-topoil-1.0.0.onnx"):
+        shutil.copy(MODELS / name, models / name)
+    h = Harness(state, Path("models") / MANIFEST)
+    h.now = fill(state, HOURS)
+    try:
+        result = await h.service.run_once()
+    finally:
+        h.close()
+    assert result.source == "model+physics"
+    (rec,) = h.decisions.engine.open()
+    assert rec.key == "transformer.hotspot.normal" and float(rec.evidence.figures["lead_time_h"]) >= 24.0
+    assert rec.proposer.kind == "model" and rec.proposer.sha256  # the model's identity stays on the record
 
 
 async def test_too_little_history_skips_with_one_reason(state: Path) -> None:
