@@ -38,7 +38,7 @@ from edgeagent.analytics.pq_model import PqClassifier, PqWindow  # noqa: E402
 from edgeagent.analytics.pq_model_io import to_model_grid  # noqa: E402
 from hil.waveforms import HARSH, LABELS, Generator  # noqa: E402
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 P99_TARGET_US = 1000.0
 SIZE_TARGET_BYTES = 1_000_000
 

@@ -39,7 +39,7 @@ from edgeagent.analytics.pq_model import PqClassifier, PqModelError, PqWindow  #
 from edgeagent.analytics.pq_model_io import LABELS, normalise_to_first_cycle, window_samples  # noqa: E402
 from hil.waveforms import HARSH, Generator, Options  # noqa: E402
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 HELD_OUT_SEEDS = {50.0: 91_050, 60.0: 91_060}
 HELD_OUT_RATE_HZ = 10_000.0
 HELD_OUT_OPTIONS: Options = HARSH
