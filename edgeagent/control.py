@@ -12,21 +12,23 @@ carry several requests. Codes from the server itself: ``too_long``, ``bad_json``
 ``unknown_command``, ``bad_args``, ``timeout``, ``busy``, ``forbidden``, ``internal``; handlers
 add their own through `Refused`.
 
-Handlers are plain synchronous functions run on the event loop's thread, so they run between two
-scan cycles and may touch the cycle's phases directly (no locks, no races with `step()`).
+Handlers run on the event loop's thread, so they run between two scan cycles and may touch the
+cycle's phases directly (no locks, no races with `step()`). A handler that must do blocking work
+(a durable write) returns an awaitable and does that work in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import pwd
 import socket
 import stat
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -71,7 +73,7 @@ class ControlStartError(Exception):
     """The control socket cannot be set up (another daemon owns it, path unusable, ...)."""
 
 
-Handler = Callable[[Mapping[str, Any], Peer], Mapping[str, Any]]
+Handler = Callable[[Mapping[str, Any], Peer], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 Authorize = Callable[[Peer], bool]
 
 
@@ -315,7 +317,7 @@ class ControlServer:
                     line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as exc:
                 if exc.partial.strip():  # a last request without its newline still gets its answer
-                    await self._send(writer, self._respond(exc.partial, peer))
+                    await self._send(writer, await self._respond(exc.partial, peer))
                 return
             except asyncio.LimitOverrunError:
                 await self._send(writer, _error("too_long", f"request line longer than {self.max_line_bytes} "
@@ -325,7 +327,7 @@ class ControlServer:
                 await self._send(writer, _error("timeout", f"no request within {self.idle_timeout_s:g} s; "
                                                            "closing"))
                 return
-            await self._send(writer, self._respond(line, peer))
+            await self._send(writer, await self._respond(line, peer))
 
     async def _send(self, writer: asyncio.StreamWriter, reply: bytes | Mapping[str, Any]) -> None:
         writer.write(reply if isinstance(reply, bytes) else _encode(reply))
@@ -334,8 +336,9 @@ class ControlServer:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _respond(self, line: bytes, peer: Peer) -> bytes:
-        """One request line → one encoded reply line. Never raises."""
+    async def _respond(self, line: bytes, peer: Peer) -> bytes:
+        """One request line → one encoded reply line. Never raises. A handler may return an awaitable
+        (for work that must not hold the event loop, such as a durable write)."""
         try:
             cmd, args = self._parse(line)
             entry = self._entries.get(cmd)
@@ -347,6 +350,8 @@ class ControlServer:
             return _encode(_error(refusal.code, refusal.message))
         try:
             result = entry.handler(MappingProxyType(dict(args)), peer)
+            if inspect.isawaitable(result):
+                result = await result
             if not isinstance(result, Mapping):
                 raise TypeError(f"handler returned {type(result).__name__}, not a mapping")
             return _encode({"ok": True, **{k: v for k, v in result.items() if k != "ok"}})

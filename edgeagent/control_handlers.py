@@ -49,10 +49,10 @@ def register(server: ControlServer, daemon: Daemon) -> None:
                     required={"command": str})
 
 
-def decide(service: DecisionService, command: str, peer: Peer) -> Mapping[str, Any]:
+async def decide(service: DecisionService, command: str, peer: Peer) -> Mapping[str, Any]:
     """A signed command through the socket: the signature, not the socket, is the authority (the peer
     is recorded as where it came from). A refusal carries the same reason code as over MQTT."""
-    outcome = service.handle_signed(command.encode("utf-8"), f"control socket ({peer.describe()})")
+    outcome = await service.handle_signed_async(command.encode("utf-8"), f"control socket ({peer.describe()})")
     if not outcome.accepted:
         raise Refused(outcome.code or "refused", outcome.detail)
     cmd, key = outcome.command, outcome.key

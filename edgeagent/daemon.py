@@ -85,7 +85,7 @@ class Daemon:
             cfg=cfg.decisions, safety=self.safety, device_online=self._device_online, config_path=cfg.path,
             config_sha256=cfg.sha256)
         if self.uplink is not None:
-            self.uplink.signed_handler = self.decisions.handle_signed
+            self.uplink.signed_handler = self.decisions.submit_signed  # verified off the event loop
             self.uplink.audit_head = lambda: self.decisions.head or (0, "0" * 64)
             self.decisions.publish = self.uplink.emit_decision
             self.decisions.emit_event = self.uplink.emit_event

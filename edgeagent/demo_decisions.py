@@ -75,7 +75,7 @@ class ApprovalDemo:
         confirm = sign_command(self.key_dir / f"{OPERATOR}.key", node, "confirm", rec.id, {}, 60.0, OPERATOR)
         for message, via in ((forged, "demo: forged confirmation"), (confirm, "demo: operator"),
                              (confirm, "demo: replayed confirmation")):
-            outcome = daemon.decisions.handle_signed(message, via)
+            outcome = await daemon.decisions.handle_signed_async(message, via)
             if outcome.accepted:
                 self.accepted += 1
             else:

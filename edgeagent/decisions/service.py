@@ -110,6 +110,7 @@ class DecisionService:
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._inbound: deque[tuple[bytes, str]] = deque()  # signed commands from the MQTT callback
         self._written: dict[tuple[str, str], tuple[float, str]] = {}
         self._queue_audit("config.loaded", {
             "path": config_path, "sha256": config_sha256, "node": node, "site": site,
@@ -151,6 +152,9 @@ class DecisionService:
         next_head = time.monotonic()
         try:
             while True:
+                while self._inbound:
+                    raw, via = self._inbound.popleft()
+                    await self.handle_signed_async(raw, via)
                 while self._queue:
                     kind, data = self._queue.popleft()
                     await self._write(kind, data)
@@ -181,15 +185,32 @@ class DecisionService:
     # -- commands -----------------------------------------------------------------------------------
 
     def handle_signed(self, raw: bytes, via: str) -> Outcome:
-        """Verify and execute one signed command; audit and publish the outcome. Never raises."""
+        """Verify and execute one signed command; audit and publish the outcome. Never raises.
+        Blocking: the nonce store commits to disk. The daemon uses `handle_signed_async`."""
         if self.verifier is None or self.fault is not None:
+            return self._finish(raw, via, None)
+        return self._finish(raw, via, self.verifier.check(bytes(raw)))
+
+    async def handle_signed_async(self, raw: bytes, via: str) -> Outcome:
+        """The same, with the verification (signature, durable nonce commit) off the event loop, so
+        the scan cycle never waits for the disk; execution stays on the loop, between two cycles."""
+        if self.verifier is None or self.fault is not None:
+            return self._finish(raw, via, None)
+        checked = await asyncio.to_thread(self.verifier.check, bytes(raw))
+        return self._finish(raw, via, checked)
+
+    def submit_signed(self, raw: bytes, via: str) -> None:
+        """For synchronous callers (the MQTT callback): queue the command; `run()` handles it."""
+        self._inbound.append((bytes(raw), via))
+        self._wake.set()
+
+    def _finish(self, raw: bytes, via: str, checked: Accepted | Refusal | None) -> Outcome:
+        if checked is None or self.fault is not None:
             outcome = Outcome(False, AUDIT_FAULT, self.fault or "the decisions service is not open")
+        elif isinstance(checked, Refusal):
+            outcome = Outcome(False, checked.code.value, checked.detail, checked.command)
         else:
-            checked = self.verifier.check(bytes(raw))
-            if isinstance(checked, Refusal):
-                outcome = Outcome(False, checked.code.value, checked.detail, checked.command)
-            else:
-                outcome = self._execute(checked)
+            outcome = self._execute(checked)
         cmd = outcome.command
         data = {"via": via, "accepted": outcome.accepted, "reason": outcome.code, "detail": outcome.detail,
                 **records.command(cmd, bytes(raw))}
