@@ -61,6 +61,8 @@ SERVICE_REASONS: Mapping[str, str] = {
     AUDIT_FAULT: "the audit log cannot be written: nothing executes unrecorded",
 }
 LAST_ID_FILE = "decisions-last-id"
+CONTROLLER_PREFIX = "controller:"
+CONTROLLER_AUDIT_EVERY_S = 60.0
 _ID_RE = re.compile(r"rec-\d{8}-\d{4,}")
 
 Publish = Callable[[bytes], None]
@@ -111,7 +113,7 @@ class DecisionService:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inbound: deque[tuple[bytes, str]] = deque()  # signed commands from the MQTT callback
-        self._written: dict[tuple[str, str], tuple[float, str]] = {}
+        self._written: dict[tuple[str, str], tuple[float, str, float]] = {}  # value, origin, t_mono recorded
         self._queue_audit("config.loaded", {
             "path": config_path, "sha256": config_sha256, "node": node, "site": site,
             "trusted_keys": [{"id": k.key_id, "name": k.name, "roles": sorted(k.roles), "sha256": k.fingerprint}
@@ -296,12 +298,22 @@ class DecisionService:
     # -- what the cycle and the safety phases did ---------------------------------------------------
 
     def after_cycle(self, record: CycleRecord) -> None:
-        """Queue an audit record for each setpoint handed to a device whose value or origin changed."""
+        """Queue an audit record for each setpoint handed to a device whose value or origin changed.
+
+        A closed-loop controller moves its setpoint nearly every cycle; recording each move would
+        fsync ten records a second and fill an SD card with a log nobody can read. So while the origin
+        stays a controller, a setpoint is recorded when its origin changes and then at most once per
+        `CONTROLLER_AUDIT_EVERY_S`; every write on behalf of a person (decision) or an interlock is
+        recorded as it happens."""
         for c in record.commands:
             key = (c.device, c.point)
-            if self._written.get(key) == (c.value, c.origin):
+            last = self._written.get(key)
+            if last is not None and last[0] == c.value and last[1] == c.origin:
                 continue
-            self._written[key] = (c.value, c.origin)
+            if (last is not None and last[1] == c.origin and c.origin.startswith(CONTROLLER_PREFIX)
+                    and record.t_mono - last[2] < CONTROLLER_AUDIT_EVERY_S):
+                continue
+            self._written[key] = (c.value, c.origin, record.t_mono)
             self._queue_audit("setpoint.written", {"device": c.device, "point": c.point,
                                                    "value": records.plain(c.value), "origin": c.origin,
                                                    "reason": c.reason})

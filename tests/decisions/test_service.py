@@ -168,6 +168,26 @@ async def test_audit_records_config_command_transitions_and_writes(running: Any,
     assert result.last_seq == len(audited) and h.service.head == (result.last_seq, result.head_hash)
 
 
+async def test_a_controller_moving_every_cycle_is_sampled_and_every_other_write_recorded(
+        running: Any, tmp_path: Path) -> None:
+    h = await running()
+    for i in range(100):  # 10 s of a controller nudging the battery every cycle
+        move = Command("site", "bess_w", -1000.0 - i, "controller:export_limit", "normal")
+        h.service.after_cycle(CycleRecord(i * 0.1, (move,), (move,)))
+    late = Command("site", "bess_w", -3000.0, "controller:export_limit", "normal")
+    h.service.after_cycle(CycleRecord(70.0, (late,), (late,)))  # a minute later: sampled again
+    for i, origin in enumerate(("interlock:hot", "interlock:hot", "decision:rec-1")):
+        cmd = Command("site", "bess_w", float(i), origin, "x")
+        h.service.after_cycle(CycleRecord(70.1 + i * 0.1, (cmd,), (cmd,)))
+    h.service.request_stop()
+    await asyncio.sleep(0.3)
+    audited = [json.loads(line) for path in sorted((tmp_path / "audit").glob("audit-*.jsonl"))
+               for line in path.read_text().splitlines()]
+    writes = [(r["data"]["value"], r["data"]["origin"]) for r in audited if r["kind"] == "setpoint.written"]
+    assert writes == [(-1000.0, "controller:export_limit"), (-3000.0, "controller:export_limit"),
+                      (0.0, "interlock:hot"), (1.0, "interlock:hot"), (2.0, "decision:rec-1")]
+
+
 async def test_nothing_executes_before_the_service_is_open(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     rec_id = h.propose()
