@@ -279,7 +279,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool, state_dir: Path | Non
               f"{summary['seconds_over_limit']} s and {summary['kwh_over_limit']} kWh over, "
               f"response {format_value(summary['response_s'])} s, fallback {format_value(summary['fallback_s'])} s")
     for trip in summary.get("trips", []):
-        print(f"  trip {trip['name']}: reaction {format_value(trip['reaction_s'])} s, "
+        why = " (at start-up: inputs not read yet)" if trip.get("cause") == "input" else ""
+        print(f"  trip {trip['name']}{why}: reaction {format_value(trip['reaction_s'])} s, "
               f"{'cleared' if trip['cleared'] else 'NOT cleared'}")
     cycle = summary["cycle"]
     print(f"  cycle: {cycle['cycles']} cycles, median {cycle['cycle_median_ms']} ms, "
