@@ -30,15 +30,12 @@ config problems at the chip's key path, so every mistake is still reported with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from edgeagent.configcheck import Checker
 from edgeagent.field.ads1115 import Ads1115Config, CtCalibration, Mux
 from edgeagent.field.i2c_adapter import ChipConfig, CtChipConfig, I2cDeviceConfig, Ina226ChipConfig
 from edgeagent.field.ina226 import Ina226Config
-
-T = TypeVar("T")
 
 DEVICE_KEYS = ["kind", "bus", "poll_ms", "timeout_ms", "max_age_ms", "retries", "chips"]
 _INA226_KEYS = ["name", "type", "address", "shunt_ohm", "max_current_a", "averages", "bus_conversion_us",
@@ -48,13 +45,6 @@ _CT_KEYS = ["name", "type", "address", "input", "full_scale_v", "data_rate_sps",
 _INPUTS = {"AIN0-AIN1": Mux.AIN0_AIN1, "AIN0-AIN3": Mux.AIN0_AIN3, "AIN1-AIN3": Mux.AIN1_AIN3,
            "AIN2-AIN3": Mux.AIN2_AIN3, "AIN0": Mux.AIN0, "AIN1": Mux.AIN1, "AIN2": Mux.AIN2, "AIN3": Mux.AIN3}
 
-
-def _build(c: Checker, path: str, make: Callable[[], T]) -> T | None:
-    try:
-        return make()
-    except ValueError as exc:
-        c.error(path, str(exc))
-        return None
 
 
 def parse_i2c_device(c: Checker, name: str, t: dict[str, Any]) -> I2cDeviceConfig | None:
@@ -78,7 +68,7 @@ def parse_i2c_device(c: Checker, name: str, t: dict[str, Any]) -> I2cDeviceConfi
     chips = [chip for i, raw in enumerate(raw_chips) if (chip := _chip(c, raw, f"{path}.chips[{i}]"))]
     if len(chips) != len(raw_chips):
         return None
-    return _build(c, path, lambda: I2cDeviceConfig(name, bus, tuple(chips), poll_s, timeout_s, retries,
+    return c.build(path, lambda: I2cDeviceConfig(name, bus, tuple(chips), poll_s, timeout_s, retries,
                                                    max_age_s))
 
 
@@ -105,7 +95,7 @@ def _ina226(c: Checker, t: dict[str, Any], path: str) -> Ina226ChipConfig | None
     shunt_us = c.integer(t, "shunt_conversion_us", path, default=1100, minimum=140, maximum=8244)
     if any(p.path.startswith(path) for p in c.problems):
         return None
-    return _build(c, path, lambda: Ina226ChipConfig(name, Ina226Config(
+    return c.build(path, lambda: Ina226ChipConfig(name, Ina226Config(
         shunt_ohm=shunt_ohm, max_current_a=max_current_a, address=address, averages=averages,
         bus_conversion_us=bus_us, shunt_conversion_us=shunt_us)))
 
@@ -124,15 +114,15 @@ def _ct(c: Checker, t: dict[str, Any], path: str) -> CtChipConfig | None:
         c.error(path, "give either a_per_v (a voltage-output CT) or turns_ratio and burden_ohm, not both")
     elif "a_per_v" in t:
         a_per_v = c.number(t, "a_per_v", path, minimum=0)
-        calibration = _build(c, f"{path}.a_per_v", lambda: CtCalibration.voltage_output(a_per_v))
+        calibration = c.build(f"{path}.a_per_v", lambda: CtCalibration.voltage_output(a_per_v))
     elif "turns_ratio" in t or "burden_ohm" in t:
         ratio = c.number(t, "turns_ratio", path, minimum=0)
         burden = c.number(t, "burden_ohm", path, minimum=0)
-        calibration = _build(c, path, lambda: CtCalibration.burden(ratio, burden))
+        calibration = c.build(path, lambda: CtCalibration.burden(ratio, burden))
     else:
         c.error(path, "a CT needs its calibration: a_per_v, or turns_ratio and burden_ohm")
     if calibration is None or mux_name not in _INPUTS or any(p.path.startswith(path) for p in c.problems):
         return None
     cal = calibration
-    return _build(c, path, lambda: CtChipConfig(name, Ads1115Config(address, _INPUTS[mux_name], full_scale_v, rate,
+    return c.build(path, lambda: CtChipConfig(name, Ads1115Config(address, _INPUTS[mux_name], full_scale_v, rate,
                                                                     continuous=True), cal, nominal_hz, cycles))

@@ -36,9 +36,8 @@ import difflib
 import functools
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from edgeagent.configcheck import Checker
 from edgeagent.safety.arbitration import Bound
@@ -48,7 +47,6 @@ from edgeagent.safety.presets import resolve_preset
 from edgeagent.safety.schedule import ExportSchedule, LimitWindow
 from edgeagent.safety.tracking import Feedback, FollowMode
 
-T = TypeVar("T")
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -87,13 +85,6 @@ def _tables(c: Checker, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return value
 
 
-def _build(c: Checker, path: str, make: Callable[[], T]) -> T | None:
-    try:
-        return make()
-    except (ValueError, KeyError) as exc:
-        c.error(path, str(exc).strip("'\""))
-        return None
-
 
 def _point(c: Checker, t: dict[str, Any], key: str, path: str, known: set[str], what: str = "point") -> str:
     name = c.string(t, key, path)
@@ -120,7 +111,7 @@ def _setpoint(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Bou
         else:
             activate.append((target.split(".", 1)[1], value))
     feedback = _feedback(c, t, path, points) if "feedback" in t else None
-    return _build(c, path, lambda: Bound(device, point, lo, hi, refresh, deadband, tuple(activate), feedback))
+    return c.build(path, lambda: Bound(device, point, lo, hi, refresh, deadband, tuple(activate), feedback))
 
 
 def _feedback(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Feedback | None:
@@ -137,7 +128,7 @@ def _feedback(c: Checker, t: dict[str, Any], path: str, points: set[str]) -> Fee
     scale_point = _point(c, raw, "scale_point", fpath, points) if "scale_point" in raw else None
     if mode not in [m.value for m in FollowMode]:
         return None
-    return _build(c, fpath, lambda: Feedback(point, tolerance, within_s, FollowMode(mode), scale, scale_point))
+    return c.build(fpath, lambda: Feedback(point, tolerance, within_s, FollowMode(mode), scale, scale_point))
 
 
 def _point_values(c: Checker, t: dict[str, Any], key: str, path: str, known: set[str], *, required: bool,
@@ -183,7 +174,7 @@ def _interlock(c: Checker, t: dict[str, Any], path: str, points: set[str], writa
         preset = c.string(t, "preset", path)
         nominal_v = c.number(t, "nominal_v", path, default=0.0, minimum=0) or None
         nominal_hz = c.number(t, "nominal_hz", path, default=60.0, minimum=1)
-        resolved = _build(c, f"{path}.preset", lambda: resolve_preset(preset, nominal_v=nominal_v,
+        resolved = c.build(f"{path}.preset", lambda: resolve_preset(preset, nominal_v=nominal_v,
                                                                        nominal_hz=nominal_hz))
         if resolved is None:
             return None
@@ -211,7 +202,7 @@ def _interlock(c: Checker, t: dict[str, Any], path: str, points: set[str], writa
     bounds = _safe_bounds(c, t, path, writable)
     if c.problems and any(p.path.startswith(path) for p in c.problems):
         return None
-    return _build(c, path, lambda: InterlockSpec(name=name, points=tuple(raw_points), safe_action=tuple(actions),
+    return c.build(path, lambda: InterlockSpec(name=name, points=tuple(raw_points), safe_action=tuple(actions),
                                                  safe_bounds=tuple(bounds), **fields))
 
 
@@ -233,7 +224,7 @@ def _safe_bounds(c: Checker, t: dict[str, Any], path: str, writable: set[str]) -
         hi = c.number(entry, "max", epath, default=math.inf)
         if target in writable:
             device, point = target.split(".", 1)
-            bound = _build(c, epath, functools.partial(SafeBound, device, point, lo, hi))
+            bound = c.build(epath, functools.partial(SafeBound, device, point, lo, hi))
             if bound is not None:
                 out.append(bound)
     return out
@@ -253,7 +244,7 @@ def _export_limit(c: Checker, t: dict[str, Any], points: set[str], writable: set
         windows = [w for i, raw in enumerate(_tables(c, t, "schedule"))
                    if (w := _window(c, raw, f"{path}.schedule[{i}]"))]
         default_kw = c.number(t, "default_kw", path)
-        schedule = _build(c, f"{path}.schedule", lambda: ExportSchedule(tuple(windows), timezone, default_kw))
+        schedule = c.build(f"{path}.schedule", lambda: ExportSchedule(tuple(windows), timezone, default_kw))
     static = c.number(t, "static_kw", path) if "static_kw" in t else None
     bess = pv = None
     if "bess" in t:
@@ -268,7 +259,7 @@ def _export_limit(c: Checker, t: dict[str, Any], points: set[str], writable: set
         response = c.number(b, "response_s", f"{path}.bess", default=0.0, minimum=0, maximum=60)
         if "." in target:
             device, point = target.split(".", 1)
-            bess = _build(c, f"{path}.bess", lambda: BessTarget(device, point, soc, soc_max, charge, ramp, response))
+            bess = c.build(f"{path}.bess", lambda: BessTarget(device, point, soc, soc_max, charge, ramp, response))
     if "pv" in t:
         p = c.table(t, "pv", path)
         c.only_keys(p, f"{path}.pv", ["setpoint", "rated_w", "rated_point", "power_point", "min_pct",
@@ -282,12 +273,12 @@ def _export_limit(c: Checker, t: dict[str, Any], points: set[str], writable: set
         tau_s = c.number(p, "tau_s", f"{path}.pv", default=1.0, minimum=0, maximum=60)
         if "." in target:
             device, point = target.split(".", 1)
-            pv = _build(c, f"{path}.pv", lambda: PvTarget(device, point, rated_w, rated_point, power_point,
+            pv = c.build(f"{path}.pv", lambda: PvTarget(device, point, rated_w, rated_point, power_point,
                                                             min_pct, ramp, tau_s))
     fallback = c.number(t, "fallback_kw", path) if "fallback_kw" in t else None
     if any(p.path.startswith(path) for p in c.problems):
         return None  # the parts already reported; building the whole would only repeat them
-    return _build(c, path, lambda: ExportLimitConfig(
+    return c.build(path, lambda: ExportLimitConfig(
         contract_min_kw=c.number(t, "contract_min_kw", path), contract_max_kw=c.number(t, "contract_max_kw", path),
         static_kw=static, schedule=schedule, meter_point=meter,
         margin_kw=c.number(t, "margin_kw", path, default=0.0, minimum=0), fallback_kw=fallback,
@@ -306,7 +297,7 @@ def _window(c: Checker, t: dict[str, Any], path: str) -> LimitWindow | None:
     limit = c.number(t, "limit_kw", path)
     if start is None or end is None:
         return None
-    return _build(c, path, lambda: LimitWindow(frozenset(_DAYS.index(d) for d in days), start, end, limit))
+    return c.build(path, lambda: LimitWindow(frozenset(_DAYS.index(d) for d in days), start, end, limit))
 
 
 def _time(c: Checker, t: dict[str, Any], key: str, path: str) -> dt.time | None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*=""")
@@ -97,6 +99,15 @@ class Checker:
     file: str
     lines: KeyLines
     problems: list[Problem] = field(default_factory=list)
+
+    def build(self, path: str, make: Callable[[], T]) -> T | None:
+        """Construct a value that validates itself; its ValueError (or KeyError) becomes a problem at
+        `path`, so a mistake the value's own checks find is still reported with file and line."""
+        try:
+            return make()
+        except (ValueError, KeyError) as exc:
+            self.error(path, str(exc).strip("'\""))
+            return None
 
     def error(self, path: str, message: str, got: Any = _MISSING) -> None:
         if got is not _MISSING:
